@@ -1,0 +1,29 @@
+"""Nexus and its relatives as Optax transformations, plus per-source gradient utilities.
+
+Depends on JAX and Optax only, so it can be chained into any Optax pipeline on its own.
+"""
+
+from nexus.optim.nexus import nexus, normalized_descent
+from nexus.optim.per_source import (
+    cosine_from_gram,
+    first_order_nexus,
+    per_source_gradients,
+    sum_normalized,
+    tree_gram,
+)
+from nexus.optim.schedules import tied_inner_learning_rate
+from nexus.optim.two_loop import TwoLoopDiagnostics, TwoLoopState, two_loop
+
+__all__ = [
+    "TwoLoopDiagnostics",
+    "TwoLoopState",
+    "cosine_from_gram",
+    "first_order_nexus",
+    "nexus",
+    "normalized_descent",
+    "per_source_gradients",
+    "sum_normalized",
+    "tied_inner_learning_rate",
+    "tree_gram",
+    "two_loop",
+]
