@@ -108,6 +108,7 @@ def nexus(
     normalize: str = "global",
     pseudo_gradient_scale: str = "raw",
     mode: str = "opaque",
+    track_gradient_sum: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
   """The Nexus optimizer: K normalized inner steps, then ``outer`` on the pseudo-gradient.
 
@@ -136,6 +137,8 @@ def nexus(
       keeps ĝ's scale independent of γ (useful with SGD-like outer optimizers).
     mode: ``"opaque"`` (one call runs the K inner steps via ``grad_fn``) or ``"transparent"`` (one call
       per inner step); see ``nexus.optim.two_loop``.
+    track_gradient_sum: opaque mode only: also report the cosine between ĝ and the summed raw inner
+      gradients (costs a temporary params-sized accumulator).
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` whose state is a ``two_loop.TwoLoopState``; the
@@ -162,5 +165,6 @@ def nexus(
   if pseudo_gradient_scale == "inverse_gamma":
     outer = optax.chain(_scale_by_inverse_gamma(_as_schedule(inner_learning_rate)), outer)
   return two_loop.two_loop(
-      normalized_descent(inner_learning_rate, normalize), outer, int(num_inner_steps), mode=mode
+      normalized_descent(inner_learning_rate, normalize), outer, int(num_inner_steps), mode=mode,
+      track_gradient_sum=track_gradient_sum,
   )

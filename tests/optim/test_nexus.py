@@ -89,7 +89,7 @@ class DiagnosticsTest(absltest.TestCase):
     # Every inner gradient points the same way: a linear loss.
     params = {"w": jnp.zeros(4)}
     direction = jnp.asarray([1.0, 2.0, -2.0, 4.0])
-    tx = nexus.nexus(optax.sgd(1.0), 0.1, num_inner_steps=3)
+    tx = nexus.nexus(optax.sgd(1.0), 0.1, num_inner_steps=3, track_gradient_sum=True)
     state = tx.init(params)
     grad_fn = lambda p, i: {"w": (1.0 + i) * direction}
     _, state = tx.update(params, state, params, grad_fn=grad_fn)
@@ -106,6 +106,12 @@ class DiagnosticsTest(absltest.TestCase):
     state = tx.init(params)
     _, state = tx.update(params, state, params, grad_fn=lambda p, i: {"w": jnp.eye(4)[i]})
     np.testing.assert_allclose(state.diagnostics.alignment, 0.5, rtol=1e-6)
+
+  def test_summed_gradient_cosine_is_opt_in(self):
+    params = {"w": jnp.zeros(2)}
+    tx = nexus.nexus(optax.sgd(1.0), 0.1, num_inner_steps=2)
+    _, state = tx.update(params, tx.init(params), params, grad_fn=lambda p, i: {"w": jnp.ones(2)})
+    self.assertTrue(np.isnan(state.diagnostics.summed_gradient_cosine))
 
   def test_transparent_mode_reports_cosine_unavailable(self):
     params = {"w": jnp.ones(2)}
