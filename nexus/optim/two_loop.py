@@ -14,7 +14,9 @@ Two modes, as in ``optax.contrib.sam``:
 
 - ``"opaque"``: one ``update(updates, state, params, *, grad_fn)`` call runs the K inner steps with
   ``jax.lax.scan``; ``grad_fn(params, i)`` returns the gradient of inner micro-batch ``i`` at
-  ``params``. The incoming ``updates`` are not used (transformations chained *before* this one do not
+  ``params``. Alternatively pass ``value_and_grad_fn(params, i) -> (loss, gradient)``: the scalar losses
+  along the inner trajectory are then kept in the diagnostics (``inner_losses``), so a trainer can log
+  the training loss without extra forward passes. The incoming ``updates`` are not used (transformations chained *before* this one do not
   see the inner gradients; put clipping inside the outer transformation or after this one). The
   returned update moves ``params`` exactly onto the new outer params. ``params`` are only read for
   their dtypes: the float32 master copy in the state is the outer point.
@@ -42,6 +44,8 @@ class TwoLoopDiagnostics(NamedTuple):
   Attributes:
     inner_grad_norms: float32[K], the L2 norm of each inner gradient (whole tree). In transparent mode
       entries of the outer step in progress are overwritten as its inner steps run.
+    inner_losses: float32[K], the loss at each inner point when opaque mode was given a
+      ``value_and_grad_fn``; NaN otherwise.
     inner_path_length: Σ_m ‖Δ_m‖, the summed length of the inner steps (K·γ for Nexus with global
       normalization).
     pseudo_gradient_norm: ‖ĝ‖ = ‖θ − φ_K‖, the raw displacement fed to the outer transformation.
@@ -54,6 +58,7 @@ class TwoLoopDiagnostics(NamedTuple):
   """
 
   inner_grad_norms: jax.Array
+  inner_losses: jax.Array
   inner_path_length: jax.Array
   pseudo_gradient_norm: jax.Array
   alignment: jax.Array
@@ -151,6 +156,7 @@ def two_loop(
         outer_state=outer.init(outer_params),
         diagnostics=TwoLoopDiagnostics(
             inner_grad_norms=jnp.zeros([k], jnp.float32),
+            inner_losses=jnp.full([k], jnp.nan, jnp.float32),
             inner_path_length=jnp.zeros([], jnp.float32),
             pseudo_gradient_norm=jnp.zeros([], jnp.float32),
             alignment=jnp.zeros([], jnp.float32),
@@ -158,7 +164,7 @@ def two_loop(
         ),
     )
 
-  def outer_step(state, final_inner_point, inner_state, grad_norms, path_length, summed_grad):
+  def outer_step(state, final_inner_point, inner_state, grad_norms, losses, path_length, summed_grad):
     """Feeds ĝ = θ − φ_K to the outer transformation; returns (outer update, θ_new, new state)."""
     theta = state.outer_params
     pseudo_gradient = optax.tree.sub(theta, final_inner_point)
@@ -173,6 +179,7 @@ def two_loop(
     )
     diagnostics = TwoLoopDiagnostics(
         inner_grad_norms=grad_norms,
+        inner_losses=losses,
         inner_path_length=path_length,
         pseudo_gradient_norm=pseudo_norm,
         alignment=tree_utils.safe_divide(pseudo_norm, path_length),
@@ -189,26 +196,27 @@ def two_loop(
     )
     return outer_updates, new_theta, new_state
 
-  def opaque_update(state, params, grad_fn):
-    check_grad_fn_output(grad_fn, params)
+  def opaque_update(state, params, value_and_grad_fn):
+    check_grad_fn_output(lambda p, i: value_and_grad_fn(p, i)[1], params)
 
     def inner_body(carry, i):
       phi, inner_state, grad_sum, path_length = carry
-      grad = tree_utils.at_least_float32(grad_fn(optax.tree.cast_like(phi, params), i))
+      loss, grad = value_and_grad_fn(optax.tree.cast_like(phi, params), i)
+      grad = tree_utils.at_least_float32(grad)
       delta, inner_state = inner.update(grad, inner_state, phi, outer_count=state.count)
       phi = optax.tree.add(phi, delta)
       if track_gradient_sum:
         grad_sum = optax.tree.add(grad_sum, grad)
       carry = (phi, inner_state, grad_sum, path_length + tree_utils.tree_norm32(delta))
-      return carry, tree_utils.tree_norm32(grad)
+      return carry, (tree_utils.tree_norm32(grad), jnp.asarray(loss, jnp.float32))
 
     grad_sum = optax.tree.zeros_like(state.outer_params) if track_gradient_sum else None
     init = (state.outer_params, state.inner_state, grad_sum, jnp.zeros([], jnp.float32))
-    (phi, inner_state, grad_sum, path_length), grad_norms = jax.lax.scan(
+    (phi, inner_state, grad_sum, path_length), (grad_norms, losses) = jax.lax.scan(
         inner_body, init, jnp.arange(k)
     )
     outer_updates, new_theta, new_state = outer_step(
-        state, phi, inner_state, grad_norms, path_length, grad_sum
+        state, phi, inner_state, grad_norms, losses, path_length, grad_sum
     )
     if tree_utils.is_at_least_float32(params):
       # params == θ, so params + outer_updates reproduces new_theta bit for bit.
@@ -227,7 +235,9 @@ def two_loop(
     path_length = previous_path + tree_utils.tree_norm32(delta)
 
     def finish_outer_step():
-      _, new_theta, new_state = outer_step(state, new_phi, inner_state, grad_norms, path_length, None)
+      _, new_theta, new_state = outer_step(
+          state, new_phi, inner_state, grad_norms, diag.inner_losses, path_length, None
+      )
       return _difference_like(new_theta, params), new_state
 
     def continue_inner_loop():
@@ -243,18 +253,23 @@ def two_loop(
 
     return jax.lax.cond(state.inner_step == k - 1, finish_outer_step, continue_inner_loop)
 
-  def update_fn(updates, state, params=None, *, grad_fn=None, **extra_args):
+  def update_fn(updates, state, params=None, *, grad_fn=None, value_and_grad_fn=None, **extra_args):
     del extra_args
     if params is None:
       raise ValueError("This two-loop optimizer needs params in update(updates, state, params).")
+    if grad_fn is not None and value_and_grad_fn is not None:
+      raise ValueError("Pass either grad_fn or value_and_grad_fn, not both.")
     if mode == "opaque":
-      if grad_fn is None:
+      if grad_fn is not None:
+        nan = jnp.full([], jnp.nan, jnp.float32)
+        value_and_grad_fn = lambda p, i: (nan, grad_fn(p, i))
+      if value_and_grad_fn is None:
         raise ValueError(
             "Opaque mode needs update(..., grad_fn=grad_fn) with grad_fn(params, i) -> gradient of "
             "micro-batch i; or build the optimizer with mode='transparent'."
         )
-      return opaque_update(state, params, grad_fn)
-    if grad_fn is not None:
+      return opaque_update(state, params, value_and_grad_fn)
+    if grad_fn is not None or value_and_grad_fn is not None:
       raise ValueError("grad_fn is only used in opaque mode; build the optimizer with mode='opaque'.")
     return transparent_update(updates, state, params)
 

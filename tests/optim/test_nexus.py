@@ -107,6 +107,17 @@ class DiagnosticsTest(absltest.TestCase):
     _, state = tx.update(params, state, params, grad_fn=lambda p, i: {"w": jnp.eye(4)[i]})
     np.testing.assert_allclose(state.diagnostics.alignment, 0.5, rtol=1e-6)
 
+  def test_value_and_grad_fn_records_inner_losses(self):
+    params = {"w": jnp.asarray([3.0])}
+    loss = lambda p, i: (1.0 + i) * jnp.sum(p["w"] ** 2)
+    tx = nexus.nexus(optax.sgd(1.0), 0.5, num_inner_steps=3)
+    _, state = tx.update(params, tx.init(params), params,
+                         value_and_grad_fn=lambda p, i: jax.value_and_grad(loss)(p, i))
+    # Inner points: 3 → 2.5 → 2 → 1.5 (unit normalized steps of 0.5).
+    np.testing.assert_allclose(state.diagnostics.inner_losses, [9.0, 2 * 6.25, 3 * 4.0], rtol=1e-6)
+    _, state = tx.update(params, tx.init(params), params, grad_fn=lambda p, i: jax.grad(loss)(p, i))
+    self.assertTrue(np.all(np.isnan(state.diagnostics.inner_losses)))
+
   def test_summed_gradient_cosine_is_opt_in(self):
     params = {"w": jnp.zeros(2)}
     tx = nexus.nexus(optax.sgd(1.0), 0.1, num_inner_steps=2)
