@@ -1,0 +1,63 @@
+"""Shared defaults for every experiment config (ml_collections).
+
+Each ``configs/<name>.py`` calls ``base_config(preset)`` and adjusts sizes. Command-line overrides
+use ml_collections syntax: ``--config.opt.inner_learning_rate=0.02 --config.train.steps=500``.
+"""
+
+import dataclasses
+
+import ml_collections
+
+
+def optimizer_config() -> ml_collections.ConfigDict:
+  """The optimizer section: method name and hyperparameters (see nexus.optim.registry)."""
+  return ml_collections.ConfigDict({
+      # adamw | nexus | nexus_first_order | nexus_unnormalized | lookahead | snoo | sam | pcgrad |
+      # nexus_muon | order_free
+      "name": "nexus",
+      "learning_rate": 1e-3,
+      "schedule": "cosine",  # cosine | wsd | constant
+      "warmup_steps": 20,
+      "final_lr_fraction": 0.1,
+      "decay_fraction": 0.2,  # wsd only
+      "b1": 0.9,
+      "b2": 0.95,
+      "eps": 1e-10,
+      "weight_decay": 0.2,
+      "clip_norm": 1.0,
+      # Nexus and two-loop relatives.
+      "inner_learning_rate": 0.01,  # γ (γ_peak when tied)
+      "gamma_schedule": "tied",  # tied (γ_t = γ·η_t/η_peak) | constant
+      "normalize": "global",  # global | leaf | none
+      "pseudo_gradient_scale": "raw",  # raw | inverse_gamma
+  })
+
+
+def base_config(model_preset: str) -> ml_collections.ConfigDict:
+  """A complete config for the model preset ``model_preset`` with the built-in corpus."""
+  # Imported here so that merely listing configs does not load JAX.
+  from nexus import data as data_lib  # pylint: disable=g-import-not-at-top
+  from nexus.model import presets  # pylint: disable=g-import-not-at-top
+
+  config = ml_collections.ConfigDict()
+  config.name = model_preset
+  config.seed = 0
+  config.model = ml_collections.ConfigDict(dataclasses.asdict(presets.PRESETS[model_preset]))
+  config.data = data_lib.default_data_config()
+  config.opt = optimizer_config()
+  config.train = ml_collections.ConfigDict({
+      "steps": 200,
+      "num_inner_steps": 4,  # K micro-batches per outer step (AdamW accumulates the same K)
+      "global_batch_size": 8,  # rows per micro-batch, across all processes
+      "seq_len": 128,
+      "log_every": 10,
+      "nonfinite": "skip",  # skip | stop
+  })
+  config.eval = ml_collections.ConfigDict({
+      "every": 50,
+      "batch_size": 16,
+      "num_batches": 4,
+  })
+  config.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
+  config.checkpoint = ml_collections.ConfigDict({"every": 50, "keep": 3, "async_save": True})
+  return config
