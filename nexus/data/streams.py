@@ -1,0 +1,113 @@
+"""The two entry points the trainer and the evaluator use: the training stream and fixed eval batches."""
+
+from absl import flags
+import grain
+import numpy as np
+
+from nexus.data import config as config_lib
+from nexus.data import corpus
+from nexus.data import pipeline
+from nexus.data import sources as sources_lib
+from nexus.data import splits
+from nexus.data import tokenizers
+
+
+def _ensure_corpus(data_cfg, specs: list[sources_lib.SourceSpec]) -> None:
+  """Builds the built-in corpus on first use (a cached no-op afterwards) if any source needs it."""
+  if any(spec.builtin for spec in specs):
+    corpus.build_corpus(data_cfg.corpus_dir, bytes_per_source=data_cfg.corpus_bytes_per_source, seed=data_cfg.seed)
+
+
+def _process_layout(process_index: int | None, process_count: int | None) -> tuple[int, int]:
+  if process_index is None or process_count is None:
+    import jax  # pylint: disable=g-import-not-at-top  (only to ask for the process layout)
+
+    process_index = jax.process_index() if process_index is None else process_index
+    process_count = jax.process_count() if process_count is None else process_count
+  if not 0 <= process_index < process_count:
+    raise ValueError(f"process_index={process_index} is outside [0, process_count={process_count}).")
+  return process_index, process_count
+
+
+def make_train_stream(data_cfg, *, num_inner_steps: int, global_batch_size: int, seq_len: int, seed: int,
+                      process_index: int | None = None, process_count: int | None = None) -> grain.DatasetIterator:
+  """The endless stream of outer-step batches of this process.
+
+  Each ``next`` gives ``{"tokens": int32[K, B_local, L+1], "source_ids": int32[K, B_local]}`` with
+  ``B_local = global_batch_size / process_count``; ``source_ids`` index into ``train_source_names``. The
+  AdamW baseline and Nexus consume exactly the same stream for the same arguments. ``get_state()`` is
+  JSON (also checkpointable with ``grain.checkpoint.CheckpointSave`` in orbax) and ``set_state`` resumes
+  on the exact next batch.
+
+  Args:
+    data_cfg: the ``config.data`` section.
+    num_inner_steps: K.
+    global_batch_size: B, rows per micro-batch over all processes.
+    seq_len: L; rows hold L+1 tokens (inputs ``[..., :-1]``, targets ``[..., 1:]``).
+    seed: the run seed: source shuffling and the per-step source choice.
+    process_index: this process (default ``jax.process_index()``).
+    process_count: all processes (default ``jax.process_count()``).
+  """
+  process_index, process_count = _process_layout(process_index, process_count)
+  config_lib.validate_data_config(data_cfg, num_inner_steps=num_inner_steps, global_batch_size=global_batch_size,
+                                  seq_len=seq_len, max_seq_len=None, process_count=process_count)
+  specs = config_lib.train_specs(data_cfg)
+  _ensure_corpus(data_cfg, specs)
+  dataset = pipeline.MultiSourceBatches(
+      [sources_lib.open_split(spec, spec.train_split) for spec in specs],
+      source_names=[spec.label for spec in specs],
+      features=[spec.feature for spec in specs],
+      shuffle_seeds=[splits.derive_seed(seed, spec.label) for spec in specs],
+      tokenizer=tokenizers.make_tokenizer(data_cfg.tokenizer),
+      mode=data_cfg.mode,
+      probabilities=config_lib.source_probabilities(data_cfg),
+      num_inner_steps=num_inner_steps,
+      global_batch_size=global_batch_size,
+      seq_len=seq_len,
+      seed=seed,
+      process_index=process_index,
+      process_count=process_count,
+  )
+  if data_cfg.prefetch == "thread":
+    dataset = grain.experimental.ThreadPrefetchIterDataset(dataset, prefetch_buffer_size=data_cfg.prefetch_buffer_size)
+  elif data_cfg.prefetch == "process":
+    if not flags.FLAGS.is_parsed():  # grain's worker reads its absl flags; outside an absl app use defaults
+      flags.FLAGS.mark_as_parsed()
+    dataset = dataset.mp_prefetch(
+        grain.MultiprocessingOptions(num_workers=1, per_worker_buffer_size=data_cfg.prefetch_buffer_size)
+    )
+  return iter(dataset)
+
+
+def make_eval_batches(data_cfg, *, sources: list[str], batch_size: int, seq_len: int,
+                      num_batches: int) -> dict[str, list[dict[str, np.ndarray]]]:
+  """Fixed, repeatable evaluation batches from the validation split of each named source.
+
+  Rows are the source's validation documents in stored order, packed into L+1 tokens (cycling if the
+  split is shorter than ``num_batches * batch_size`` rows). ``source_ids`` index into
+  ``all_source_names(data_cfg)`` (training sources first, then held-out ones).
+
+  Returns:
+    ``{name: [{"tokens": int32[B, L+1], "source_ids": int32[B]}] * num_batches}``.
+  """
+  for value, name in ((batch_size, "batch_size"), (seq_len, "seq_len"), (num_batches, "num_batches")):
+    if not isinstance(value, int) or value < 1:
+      raise ValueError(f"{name}={value!r} must be a positive integer.")
+  specs = {spec.label: spec for spec in config_lib.train_specs(data_cfg) + config_lib.held_out_specs(data_cfg)}
+  names = config_lib.all_source_names(data_cfg)
+  unknown = [name for name in sources if name not in specs]
+  if unknown:
+    raise ValueError(f"eval sources {unknown} are not in config.data.sources or held_out; known: {names}.")
+  _ensure_corpus(data_cfg, [specs[name] for name in sources])
+  tokenizer = tokenizers.make_tokenizer(data_cfg.tokenizer)
+  batches = {}
+  for name in sources:
+    spec = specs[name]
+    rows = pipeline.packed_sequences(sources_lib.open_split(spec, spec.eval_split), tokenizer=tokenizer,
+                                     feature=spec.feature, length=seq_len + 1, shuffle_seed=None)
+    iterator = iter(rows.batch(batch_size))
+    batches[name] = [
+        {"tokens": next(iterator)[pipeline.TOKENS], "source_ids": np.full((batch_size,), names.index(name), np.int32)}
+        for _ in range(num_batches)
+    ]
+  return batches
