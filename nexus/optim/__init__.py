@@ -4,6 +4,7 @@ Depends on JAX and Optax only, so it can be chained into any Optax pipeline on i
 """
 
 from nexus.optim.nexus import nexus, normalized_descent
+from nexus.optim.order_free import OrderFreeDiagnostics, OrderFreeState, order_free_nexus
 from nexus.optim.per_source import (
     cosine_from_gram,
     first_order_nexus,
@@ -15,12 +16,15 @@ from nexus.optim.schedules import tied_inner_learning_rate
 from nexus.optim.two_loop import TwoLoopDiagnostics, TwoLoopState, two_loop
 
 __all__ = [
+    "OrderFreeDiagnostics",
+    "OrderFreeState",
     "TwoLoopDiagnostics",
     "TwoLoopState",
     "cosine_from_gram",
     "first_order_nexus",
     "nexus",
     "normalized_descent",
+    "order_free_nexus",
     "per_source_gradients",
     "sum_normalized",
     "tied_inner_learning_rate",

@@ -29,7 +29,15 @@ PSEUDO_GRADIENT_SCALES = ("raw", "inverse_gamma")
 ScalarOrSchedule = Union[float, jax.Array, Callable[[jax.Array], jax.Array]]
 
 
-def _check_inner_learning_rate(inner_learning_rate: ScalarOrSchedule, pseudo_gradient_scale: str) -> None:
+def check_outer(outer) -> None:
+  """Raises a TypeError unless ``outer`` is an Optax gradient transformation."""
+  if not (hasattr(outer, "init") and hasattr(outer, "update")):
+    raise TypeError(
+        f"outer must be an Optax GradientTransformation (e.g. optax.adamw(1e-3)), got {type(outer).__name__}."
+    )
+
+
+def check_inner_learning_rate(inner_learning_rate: ScalarOrSchedule, pseudo_gradient_scale: str) -> None:
   if callable(inner_learning_rate):
     return
   if isinstance(inner_learning_rate, jax.core.Tracer):
@@ -49,7 +57,7 @@ def _check_inner_learning_rate(inner_learning_rate: ScalarOrSchedule, pseudo_gra
     )
 
 
-def _check_num_inner_steps(num_inner_steps: int) -> None:
+def check_num_inner_steps(num_inner_steps: int) -> None:
   if isinstance(num_inner_steps, jax.core.Tracer):
     raise TypeError(
         "num_inner_steps must be a static Python int; with optax.inject_hyperparams pass "
@@ -61,7 +69,7 @@ def _check_num_inner_steps(num_inner_steps: int) -> None:
     raise ValueError(f"num_inner_steps must be >= 1, got {num_inner_steps}; K is the number of inner steps.")
 
 
-def _as_schedule(inner_learning_rate: ScalarOrSchedule) -> Callable[[jax.Array], jax.Array]:
+def as_schedule(inner_learning_rate: ScalarOrSchedule) -> Callable[[jax.Array], jax.Array]:
   if callable(inner_learning_rate):
     return inner_learning_rate
   return lambda count: inner_learning_rate
@@ -75,7 +83,7 @@ def normalized_descent(
   No momentum, weight decay or clipping (the paper's inner loop). Expects the ``outer_count`` extra
   argument that ``two_loop`` passes.
   """
-  schedule = _as_schedule(inner_learning_rate)
+  schedule = as_schedule(inner_learning_rate)
 
   def init_fn(params):
     del params
@@ -148,11 +156,8 @@ def nexus(
     ValueError / TypeError: eagerly, for K < 1, a negative or non-finite γ, unknown option names or an
     outer that is not an Optax transformation.
   """
-  if not (hasattr(outer, "init") and hasattr(outer, "update")):
-    raise TypeError(
-        f"outer must be an Optax GradientTransformation (e.g. optax.adamw(1e-3)), got {type(outer).__name__}."
-    )
-  _check_num_inner_steps(num_inner_steps)
+  check_outer(outer)
+  check_num_inner_steps(num_inner_steps)
   normalize_lib.check_normalization(normalize)
   if pseudo_gradient_scale not in PSEUDO_GRADIENT_SCALES:
     raise ValueError(
@@ -160,10 +165,10 @@ def nexus(
     )
   if mode not in two_loop.MODES:
     raise ValueError(f"mode={mode!r} is not one of {two_loop.MODES}.")
-  _check_inner_learning_rate(inner_learning_rate, pseudo_gradient_scale)
+  check_inner_learning_rate(inner_learning_rate, pseudo_gradient_scale)
 
   if pseudo_gradient_scale == "inverse_gamma":
-    outer = optax.chain(_scale_by_inverse_gamma(_as_schedule(inner_learning_rate)), outer)
+    outer = optax.chain(_scale_by_inverse_gamma(as_schedule(inner_learning_rate)), outer)
   return two_loop.two_loop(
       normalized_descent(inner_learning_rate, normalize), outer, int(num_inner_steps), mode=mode,
       track_gradient_sum=track_gradient_sum,
