@@ -1,0 +1,48 @@
+r"""Compares training runs: a markdown report and PNG plots testing "same loss, better generalization".
+
+  python -m launch.compare runs/adamw_s0 runs/adamw_s1 runs/nexus_s0 runs/nexus_s1 --out=reports/cmp \
+      [--loss_key=train/loss] [--target_losses=3.2,3.0] [--num_levels=3] [--smooth_window=1]
+
+Each workdir needs ``metrics.jsonl`` and ``config.json`` (written by ``launch.train``). Runs are grouped by
+``opt.name``; a group's runs are seeds. Writes ``<out>/report.md`` with tables at matched training loss
+and at the end of training, and the plots it shows (see ``nexus.eval.report``).
+"""
+
+from absl import app
+from absl import flags
+
+_OUT = flags.DEFINE_string("out", None, "Directory for report.md and the PNG plots (created if missing).")
+_LOSS_KEY = flags.DEFINE_string("loss_key", "train/loss", "The training-loss metric that levels are matched on.")
+_TARGET_LOSSES = flags.DEFINE_list("target_losses", None,
+                                   "Loss levels of the matched table (default: --num_levels levels shared by all runs).")
+_NUM_LEVELS = flags.DEFINE_integer("num_levels", 3, "Number of automatic loss levels (without --target_losses).")
+_SMOOTH_WINDOW = flags.DEFINE_integer("smooth_window", 1,
+                                      "Trailing-mean window over logged training losses before the running minimum.")
+
+
+def main(argv):
+  workdirs = argv[1:]
+  if not workdirs:
+    raise app.UsageError("pass one or more run workdirs, e.g. python -m launch.compare runs/a runs/b --out=report")
+  if not _OUT.value:
+    raise app.UsageError("--out is required, e.g. --out=reports/compare")
+  from nexus.eval import report as report_lib  # pylint: disable=g-import-not-at-top
+  from nexus.eval import runs as runs_lib  # pylint: disable=g-import-not-at-top
+
+  try:
+    targets = None if _TARGET_LOSSES.value is None else [float(x) for x in _TARGET_LOSSES.value]
+  except ValueError:
+    raise SystemExit(f"error: --target_losses={','.join(_TARGET_LOSSES.value)} must be comma-separated numbers.") from None
+  try:
+    runs = [runs_lib.load_run(workdir) for workdir in workdirs]
+    report = report_lib.write_report(runs, _OUT.value, loss_key=_LOSS_KEY.value, target_losses=targets,
+                                     num_levels=_NUM_LEVELS.value, window=_SMOOTH_WINDOW.value)
+  except ValueError as error:  # missing workdirs or metrics, bad options: one line, no traceback
+    raise SystemExit(f"error: {error}") from None
+  print(f"report: {report.path}")
+  for path in report.plots:
+    print(f"plot  : {path}")
+
+
+if __name__ == "__main__":
+  app.run(main)

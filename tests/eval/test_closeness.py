@@ -1,0 +1,85 @@
+"""Closeness of per-source minima on quadratic sources, where SGD's fine-tuned points are known exactly."""
+
+from absl.testing import absltest
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from nexus.eval import closeness
+from tests.eval import quadratics
+
+THETA_VECTOR = np.asarray([0.5, -1.0, 2.0, 0.0, 1.5, -0.5, 1.0])
+CENTERS = np.asarray([
+    [1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0],
+    [-2.0, 0.5, 0.0, -2.0, 0.0, 1.0, 0.0],
+    [0.0, 3.0, 0.0, 0.0, 0.0, 0.0, 4.0],
+])
+LEARNING_RATE, NUM_STEPS = 0.1, 5
+
+
+class ClosenessTest(absltest.TestCase):
+
+  def test_sgd_on_quadratics_matches_the_closed_form(self):
+    measure = closeness.make_closeness(quadratics.loss_fn, optax.sgd(LEARNING_RATE), num_steps=NUM_STEPS)
+    got = measure(quadratics.tree(THETA_VECTOR), quadratics.batches(CENTERS))
+    # θ̂_k = c_k + (1 − η)ⁿ (θ − c_k), so θ̂_k − θ = (1 − (1 − η)ⁿ)(c_k − θ).
+    contraction = (1 - LEARNING_RATE) ** NUM_STEPS
+    minima = CENTERS + contraction * (THETA_VECTOR - CENTERS)
+    sq_dist = np.sum((minima - THETA_VECTOR) ** 2, axis=1)
+    before = 0.5 * np.sum((THETA_VECTOR - CENTERS) ** 2, axis=1)
+    np.testing.assert_allclose(got["closeness/mean_sq_dist"], np.mean(sq_dist), rtol=1e-5)
+    np.testing.assert_allclose(got["closeness/spread"], np.mean(np.sum((minima - minima.mean(0)) ** 2, axis=1)),
+                               rtol=1e-5)
+    for k in range(3):
+      np.testing.assert_allclose(got[f"closeness/sq_dist/s{k}"], sq_dist[k], rtol=1e-5)
+      np.testing.assert_allclose(got[f"closeness/loss_before/s{k}"], before[k], rtol=1e-6)
+      np.testing.assert_allclose(got[f"closeness/loss_after/s{k}"], contraction**2 * before[k], rtol=1e-4)
+      np.testing.assert_allclose(got[f"closeness/loss_drop/s{k}"], (1 - contraction**2) * before[k], rtol=1e-5)
+
+  def test_batches_are_cycled(self):
+    # Two batches per source (centers c ± e), three steps: batches 0, 1, 0.
+    offset = np.linspace(-1.0, 1.0, 7)
+    got = closeness.make_closeness(quadratics.loss_fn, optax.sgd(LEARNING_RATE), num_steps=3)(
+        quadratics.tree(THETA_VECTOR), quadratics.batches(CENTERS[:1], [offset, -offset]))
+    point = THETA_VECTOR
+    for target in (CENTERS[0] + offset, CENTERS[0] - offset, CENTERS[0] + offset):
+      point = point - LEARNING_RATE * (point - target)
+    np.testing.assert_allclose(got["closeness/mean_sq_dist"], np.sum((point - THETA_VECTOR) ** 2), rtol=1e-5)
+    np.testing.assert_allclose(got["closeness/spread"], 0.0, atol=1e-7)  # one source: no spread
+
+  def test_identical_sources_have_no_spread(self):
+    got = closeness.make_closeness(quadratics.loss_fn, optax.adamw(0.05), num_steps=4)(
+        quadratics.tree(THETA_VECTOR), quadratics.batches([CENTERS[1]] * 3))
+    self.assertGreater(got["closeness/mean_sq_dist"], 1e-3)
+    self.assertEqual(got["closeness/spread"], 0.0)
+
+  def test_bfloat16_params_are_fine_tuned_in_float32(self):
+    # One step of 1e-3·(θ − c) is below bf16 resolution at θ ≈ 2, but not in the float32 copy.
+    theta = quadratics.tree(THETA_VECTOR, jnp.bfloat16)
+    got = closeness.make_closeness(quadratics.loss_fn, optax.sgd(1e-3), num_steps=1)(
+        theta, quadratics.batches(CENTERS[:1]))
+    np.testing.assert_allclose(got["closeness/mean_sq_dist"], 1e-6 * np.sum((THETA_VECTOR - CENTERS[0]) ** 2),
+                               rtol=1e-4)
+
+  def test_compiles_once(self):
+    traces = []
+
+    def counting_loss(params, batch):
+      traces.append(1)
+      return quadratics.loss_fn(params, batch)
+
+    measure = closeness.make_closeness(counting_loss, optax.sgd(LEARNING_RATE), num_steps=2)
+    measure(quadratics.tree(THETA_VECTOR), quadratics.batches(CENTERS))
+    first = len(traces)
+    measure(quadratics.tree(THETA_VECTOR + 1.0), quadratics.batches(CENTERS + 1.0))
+    self.assertEqual(len(traces), first)
+
+  def test_bad_input(self):
+    with self.assertRaisesRegex(ValueError, "num_steps"):
+      closeness.make_closeness(quadratics.loss_fn, optax.sgd(0.1), num_steps=0)
+    with self.assertRaisesRegex(ValueError, "optax.GradientTransformation"):
+      closeness.make_closeness(quadratics.loss_fn, 0.1, num_steps=2)
+
+
+if __name__ == "__main__":
+  absltest.main()
