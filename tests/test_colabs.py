@@ -1,0 +1,206 @@
+"""Executes the Colab notebooks of ``colabs/`` top to bottom on tiny settings, so they cannot rot.
+
+Each notebook has one cell tagged ``parameters``; the tests rewrite its assignments (e.g. ``STEPS = 200``
+becomes ``STEPS = 150``) before running the notebook with nbclient in a kernel on this interpreter. The
+language-model notebooks need the model, data and trainer packages and are skipped while those are
+not importable.
+"""
+
+import importlib
+import json
+import os
+import re
+import subprocess
+import sys
+
+import nbclient
+import nbformat
+import pytest
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import KernelManager
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COLABS_DIR = os.path.join(REPO_ROOT, "colabs")
+NOTEBOOKS = ("quickstart", "train_lm", "analyze")
+CELL_TIMEOUT_S = 600
+
+# A model and corpus small enough for a CI CPU (the tiny config shrunk further).
+TINY_LM_OVERRIDES = {
+    "model.num_layers": 2,
+    "model.d_model": 32,
+    "model.num_heads": 2,
+    "model.num_kv_heads": 2,
+    "model.head_dim": 16,
+    "model.mlp_dim": 64,
+    "data.corpus_bytes_per_source": 20_000,
+    "train.seq_len": 16,
+    "train.global_batch_size": 8,
+    "train.num_inner_steps": 2,
+    "train.log_every": 1,
+    "opt.warmup_steps": 1,
+    "eval.every": 2,
+    "eval.batch_size": 4,
+    "eval.num_batches": 1,
+    "checkpoint.every": 2,
+    "checkpoint.async_save": False,
+}
+
+
+def read_notebook(name: str) -> nbformat.NotebookNode:
+  return nbformat.read(os.path.join(COLABS_DIR, f"{name}.ipynb"), as_version=4)
+
+
+def parameters_cell(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
+  cells = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
+  assert len(cells) == 1, "a notebook needs exactly one cell tagged 'parameters'"
+  return cells[0]
+
+
+def set_parameters(notebook: nbformat.NotebookNode, **values) -> None:
+  """Replaces ``NAME = ...`` lines of the parameters cell by ``NAME = repr(value)``."""
+  cell = parameters_cell(notebook)
+  for name, value in values.items():
+    pattern = re.compile(rf"^{name} = .*$", re.MULTILINE)
+    assert pattern.search(cell.source), f"parameter {name} is not assigned in the parameters cell"
+    cell.source = pattern.sub(lambda _, v=value, n=name: f"{n} = {v!r}", cell.source)
+
+
+def kernel_manager(tmp_path) -> KernelManager:
+  """A kernel on this interpreter: the 'python3' spec if it resolves here, else a spec written for it."""
+  manager = KernelManager(kernel_name="python3")
+  try:
+    if manager.format_kernel_cmd()[0] == sys.executable:
+      return manager
+  except Exception:  # pylint: disable=broad-except
+    pass  # No usable 'python3' kernelspec: fall through to our own.
+  spec_dir = tmp_path / "kernels" / "nexus-test-python"
+  spec_dir.mkdir(parents=True)
+  (spec_dir / "kernel.json").write_text(json.dumps({
+      "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+      "display_name": "nexus tests", "language": "python",
+  }))
+  specs = KernelSpecManager(kernel_dirs=[str(tmp_path / "kernels")])
+  return KernelManager(kernel_name="nexus-test-python", kernel_spec_manager=specs)
+
+
+def execute(notebook: nbformat.NotebookNode, tmp_path) -> nbformat.NotebookNode:
+  """Runs every cell in ``tmp_path`` (relative workdirs land there); raises on the first error."""
+  client = nbclient.NotebookClient(
+      notebook, km=kernel_manager(tmp_path), timeout=CELL_TIMEOUT_S,
+      resources={"metadata": {"path": str(tmp_path)}},
+  )
+  client.execute()
+  return notebook
+
+
+def text_outputs(notebook: nbformat.NotebookNode) -> str:
+  return "\n".join(
+      output.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
+      for output in cell.get("outputs", []) if output.get("output_type") == "stream"
+  )
+
+
+def figures(notebook: nbformat.NotebookNode) -> int:
+  return sum(
+      "image/png" in output.get("data", {}) for cell in notebook.cells if cell.cell_type == "code"
+      for output in cell.get("outputs", [])
+  )
+
+
+@pytest.fixture
+def kernel_env(monkeypatch, tmp_path):
+  """The kernel finds this checkout, draws with a non-GUI backend, keeps its caches in tmp_path."""
+  monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")])))
+  monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+  monkeypatch.setenv("JAX_PLATFORMS", os.environ.get("JAX_PLATFORMS", "cpu"))
+  monkeypatch.setenv("NEXUS_CACHE_DIR", str(tmp_path / "cache"))
+
+
+# What the language-model notebooks call, by module (an empty folder imports as a namespace package, so
+# the check asks for the names themselves).
+LM_STACK = {
+    "nexus.model": ("Transformer",),
+    "nexus.data": ("train_source_names", "held_out_source_names", "make_eval_batches"),
+    "nexus.train.loop": ("train",),
+}
+ANALYZE_STACK = {
+    **LM_STACK,
+    "nexus.eval": ("load_run", "make_gradient_geometry", "make_closeness", "loss_at_steps", "matched_metric"),
+    "nexus.train.checkpoint": ("Checkpointer",),
+}
+
+
+def require(stack) -> None:
+  """Skips unless every module of ``stack`` imports and defines the names the notebook uses."""
+  for module_name, names in stack.items():
+    try:
+      module = importlib.import_module(module_name)
+    except ImportError as error:
+      pytest.skip(f"{module_name} is not importable yet ({error}); the notebook needs it")
+    missing = [name for name in names if not hasattr(module, name)]
+    if missing:
+      pytest.skip(f"{module_name} does not define {missing} yet; the notebook needs them")
+
+
+# --- Static checks (always run) ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_is_clean_and_colab_ready(name):
+  notebook = read_notebook(name)
+  nbformat.validate(notebook)
+  assert notebook.nbformat == 4
+  for cell in notebook.cells:
+    if cell.cell_type == "code":
+      assert not cell.outputs and cell.execution_count is None, "commit notebooks with outputs cleared"
+  first_code = next(c for c in notebook.cells if c.cell_type == "code")
+  assert 'IN_COLAB = "google.colab" in sys.modules' in first_code.source
+  assert "if IN_COLAB:" in first_code.source and "%pip install" in first_code.source
+  assert notebook.cells.index(first_code) <= 1, "the install cell comes first"
+  parameters_cell(notebook)
+
+
+def test_notebooks_match_their_generator():
+  result = subprocess.run(
+      [sys.executable, os.path.join(COLABS_DIR, "build_notebooks.py"), "--check"],
+      capture_output=True, text=True, check=False,
+  )
+  assert result.returncode == 0, result.stderr
+
+
+# --- Execution ---------------------------------------------------------------------------------------
+
+
+def test_quickstart_runs(kernel_env, tmp_path):
+  notebook = read_notebook("quickstart")
+  set_parameters(notebook, STEPS=150, SWEEP_STARTS=[(2.0, -0.5), (-2.0, 2.5)], GAMMA_SWEEP=(0.1, 0.3))
+  execute(notebook, tmp_path)
+  text = text_outputs(notebook)
+  assert "Same summed loss along the valley" in text
+  assert "landed closer to both sources' minimizers" in text
+  assert "Summed losses matched" in text
+  assert "Nexus closer" in text
+  assert figures(notebook) == 2
+
+
+def test_train_lm_runs(kernel_env, tmp_path):
+  require(LM_STACK)
+  notebook = read_notebook("train_lm")
+  set_parameters(notebook, STEPS=4, WORKDIR=str(tmp_path / "run"), OVERRIDES=TINY_LM_OVERRIDES)
+  execute(notebook, tmp_path)
+  assert os.path.exists(tmp_path / "run" / "metrics.jsonl")
+  assert "final validation losses (step 4)" in text_outputs(notebook)
+  assert figures(notebook) == 1
+
+
+def test_analyze_runs(kernel_env, tmp_path):
+  require(ANALYZE_STACK)
+  notebook = read_notebook("analyze")
+  set_parameters(notebook, STEPS=4, ROOT=str(tmp_path / "runs"), OVERRIDES=TINY_LM_OVERRIDES, GRAD_BATCHES=1)
+  execute(notebook, tmp_path)
+  for name in ("adamw", "nexus"):
+    assert os.path.exists(tmp_path / "runs" / name / "metrics.jsonl")
+  text = text_outputs(notebook)
+  assert "measured at step 4" in text
+  assert "at training loss" in text or "do not cover a common training-loss range" in text
+  assert figures(notebook) == 2
