@@ -1,0 +1,36 @@
+"""Builds the configured optimizer (Nexus, AdamW or a relative) from the ``opt`` config section."""
+
+import optax
+
+from nexus.optim import registry
+from nexus.optim import schedules as optim_schedules
+
+GAMMA_SCHEDULES = ("tied", "constant")
+
+
+def inner_learning_rate(opt_cfg, learning_rate: optax.Schedule):
+  """γ as configured: tied to the outer schedule (γ_t = γ·η_t/η_peak) or constant."""
+  if opt_cfg.gamma_schedule not in GAMMA_SCHEDULES:
+    raise ValueError(f"opt.gamma_schedule={opt_cfg.gamma_schedule!r} is not one of {GAMMA_SCHEDULES}.")
+  if opt_cfg.gamma_schedule == "constant":
+    return float(opt_cfg.inner_learning_rate)
+  return optim_schedules.tied_inner_learning_rate(
+      float(opt_cfg.inner_learning_rate), learning_rate, float(opt_cfg.learning_rate)
+  )
+
+
+def build_optimizer(opt_cfg, learning_rate: optax.Schedule, num_inner_steps: int):
+  """Returns ``(tx, calling_convention)`` for ``opt_cfg.name`` (see ``nexus.optim.registry``)."""
+  return registry.build(
+      opt_cfg.name,
+      learning_rate=learning_rate,
+      b1=float(opt_cfg.b1),
+      b2=float(opt_cfg.b2),
+      eps=float(opt_cfg.eps),
+      weight_decay=float(opt_cfg.weight_decay),
+      clip_norm=float(opt_cfg.clip_norm),
+      num_inner_steps=int(num_inner_steps),
+      inner_learning_rate=inner_learning_rate(opt_cfg, learning_rate),
+      normalize=opt_cfg.normalize,
+      pseudo_gradient_scale=opt_cfg.pseudo_gradient_scale,
+  )

@@ -1,0 +1,98 @@
+"""Builds what a run needs from its config: the model's pure params, their shardings, the loss
+functions, the optimizer-state shardings, and the placement of host batches on the mesh."""
+
+import dataclasses
+from typing import Any, Callable
+
+from flax import nnx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from nexus import model as model_lib
+from nexus.train import step as step_lib
+
+BATCH_AXES = ("data", "fsdp")
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """The pieces of a run that depend on the config and mesh only (no data, no checkpoint)."""
+
+  mesh: jax.sharding.Mesh
+  model_config: Any
+  graphdef: Any
+  abstract_state: step_lib.TrainState
+  state_shardings: step_lib.TrainState
+  batch_sharding: NamedSharding
+  init_state: Callable[[], step_lib.TrainState]
+  microbatch_loss: Callable[[Any, jax.Array], jax.Array]
+  row_loss: Callable[[Any, jax.Array], jax.Array]
+
+  def global_batch(self, batch: dict) -> jax.Array:
+    """This process's ``[K, B_local, L+1]`` tokens as one global array sharded over the batch axis."""
+    return {"tokens": jax.make_array_from_process_local_data(self.batch_sharding, np.asarray(batch["tokens"]))}
+
+  def replicated(self, tree):
+    return jax.device_put(tree, NamedSharding(self.mesh, P()))
+
+
+def _optimizer_state_shardings(tx, abstract_params, param_shardings, mesh):
+  """Optimizer-state shardings: params-shaped subtrees follow the params, everything else replicated."""
+  abstract_opt_state = jax.eval_shape(tx.init, abstract_params)
+  replicated = NamedSharding(mesh, P())
+  return optax.tree_map_params(
+      tx, lambda _, sharding: sharding, abstract_opt_state, param_shardings,
+      transform_non_params=lambda _: replicated,
+  ), abstract_opt_state
+
+
+def setup_run(config, tx: optax.GradientTransformation, mesh: jax.sharding.Mesh) -> Run:
+  """Creates the model abstractly, derives every sharding, and returns a ``Run``."""
+  model_config = model_lib.ModelConfig.from_dict(config.model.to_dict())
+  seed = int(config.seed)
+  make_model = lambda: model_lib.Transformer(model_config, rngs=nnx.Rngs(seed))
+  abstract_model = nnx.eval_shape(make_model)
+  graphdef, abstract_params = nnx.split(abstract_model)
+  param_shardings = model_lib.sharding.state_shardings(abstract_params, mesh)
+  abstract_params = nnx.to_pure_dict(abstract_params)
+  param_shardings = nnx.to_pure_dict(param_shardings)
+  opt_shardings, abstract_opt_state = _optimizer_state_shardings(tx, abstract_params, param_shardings, mesh)
+  replicated = NamedSharding(mesh, P())
+  state_shardings = step_lib.TrainState(
+      step=replicated, params=param_shardings, opt_state=opt_shardings, skipped_steps=replicated
+  )
+  scalar = jax.ShapeDtypeStruct((), jnp.int32)
+  abstract_state = jax.tree.map(
+      lambda shape, sharding: jax.ShapeDtypeStruct(shape.shape, shape.dtype, sharding=sharding),
+      step_lib.TrainState(step=scalar, params=abstract_params, opt_state=abstract_opt_state, skipped_steps=scalar),
+      state_shardings,
+  )
+
+  def merge(params):
+    return nnx.merge(graphdef, params)
+
+  def init_state_fn():
+    params = nnx.to_pure_dict(nnx.state(make_model()))
+    zero = jnp.zeros((), jnp.int32)
+    return step_lib.TrainState(step=zero, params=params, opt_state=tx.init(params), skipped_steps=zero)
+
+  def row_loss(params, tokens):
+    return model_lib.per_row_loss(merge(params), tokens)
+
+  def microbatch_loss(params, tokens):
+    return model_lib.mean_token_loss(merge(params), tokens)
+
+  return Run(
+      mesh=mesh,
+      model_config=model_config,
+      graphdef=graphdef,
+      abstract_state=abstract_state,
+      state_shardings=state_shardings,
+      batch_sharding=NamedSharding(mesh, P(None, BATCH_AXES)),
+      init_state=jax.jit(init_state_fn, out_shardings=state_shardings),
+      microbatch_loss=microbatch_loss,
+      row_loss=row_loss,
+  )
