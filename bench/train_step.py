@@ -62,7 +62,7 @@ def main(argv):
   runs = {}
   for method in _METHODS.value:
     config.opt.name = method
-    tx, convention = optimizer_lib.build_optimizer(config.opt, schedule, train.num_inner_steps)
+    tx, convention = optimizer_lib.build_optimizer(config.opt, schedule, train.num_inner_steps, seed=config.seed)
     run = setup_lib.setup_run(config, tx, mesh)
     step = jax.jit(step_lib.make_train_step(run.microbatch_loss, tx, convention),
                    in_shardings=(run.state_shardings, run.batch_sharding),

@@ -30,6 +30,14 @@ def optimizer_config() -> ml_collections.ConfigDict:
       "gamma_schedule": "tied",  # tied (γ_t = γ·η_t/η_peak) | constant
       "normalize": "global",  # global | leaf | none
       "pseudo_gradient_scale": "raw",  # raw | inverse_gamma
+      # Relatives (see nexus/optim/registry.py for who reads what).
+      "slow_step_size": 0.5,  # lookahead's α
+      "outer_learning_rate": 0.7,  # snoo's Nesterov SGD
+      "outer_momentum": 0.9,  # snoo
+      "rho": 0.05,  # sam
+      "projection_order": "random",  # pcgrad: random | fixed
+      "order": 2,  # order_free: 2 keeps the γ² term, 1 drops it
+      "per_source_method": "vmap",  # order_free: vmap | map
   })
 
 

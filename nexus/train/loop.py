@@ -10,6 +10,7 @@ Design points (after nanodo and MaxText):
 
 import os
 import signal
+import time
 
 from absl import logging
 import jax
@@ -79,9 +80,15 @@ def train(config, workdir: str) -> dict:
       config.data, num_inner_steps=k, global_batch_size=train_cfg.global_batch_size,
       seq_len=train_cfg.seq_len, max_seq_len=config.model.max_seq_len, process_count=jax.process_count(),
   )
+  tokenizer_vocab = data_lib.make_tokenizer(config.data.tokenizer).vocab_size
+  if config.model.vocab_size < tokenizer_vocab:
+    raise ValueError(
+        f"config.model.vocab_size={config.model.vocab_size} is smaller than the tokenizer's {tokenizer_vocab} ids; "
+        f"set --config.model.vocab_size={tokenizer_vocab} or larger."
+    )
   source_names = list(data_lib.train_source_names(config.data))
   schedule = schedules.learning_rate_schedule(config.opt, num_steps)
-  tx, convention = optimizer_lib.build_optimizer(config.opt, schedule, k)
+  tx, convention = optimizer_lib.build_optimizer(config.opt, schedule, k, seed=config.seed)
   run = setup_lib.setup_run(config, tx, mesh)
 
   stream = data_lib.make_train_stream(
@@ -148,7 +155,9 @@ def train(config, workdir: str) -> dict:
       if evaluator is not None and (step_number % config.eval.every == 0 or step_number == num_steps):
         flush(pending)
         pending = None
+        eval_start = time.perf_counter()
         eval_metrics = evaluator.evaluate(state.params)
+        progress.exclude(time.perf_counter() - eval_start)
         writer.write(step_number, eval_metrics)
         last_metrics.update(eval_metrics)
       if step_number % config.checkpoint.every == 0 or step_number == num_steps:

@@ -90,7 +90,13 @@ class Progress:
     self._interactive = hasattr(self.stream, "isatty") and self.stream.isatty()
     self._start_time = None
     self._start_step = start_step
+    self._excluded_seconds = 0.0
     self.tokens_per_second = float("nan")
+
+  def exclude(self, seconds: float) -> None:
+    """Leaves ``seconds`` (evaluation, checkpointing) out of the training throughput and ETA."""
+    if self._start_time is not None:
+      self._excluded_seconds += seconds
 
   def update(self, step: int, loss: float, extra: str = "") -> None:
     now = time.perf_counter()
@@ -98,7 +104,7 @@ class Progress:
       self._start_time, self._start_step = now, step
       return
     done = step - self._start_step
-    elapsed = now - self._start_time
+    elapsed = now - self._start_time - self._excluded_seconds
     seconds_per_step = elapsed / max(done, 1)
     self.tokens_per_second = self.tokens_per_step / seconds_per_step
     eta = seconds_per_step * (self.total_steps - step)

@@ -19,7 +19,7 @@ def inner_learning_rate(opt_cfg, learning_rate: optax.Schedule):
   )
 
 
-def build_optimizer(opt_cfg, learning_rate: optax.Schedule, num_inner_steps: int):
+def build_optimizer(opt_cfg, learning_rate: optax.Schedule, num_inner_steps: int, *, seed: int = 0):
   """Returns ``(tx, calling_convention)`` for ``opt_cfg.name`` (see ``nexus.optim.registry``)."""
   return registry.build(
       opt_cfg.name,
@@ -33,4 +33,12 @@ def build_optimizer(opt_cfg, learning_rate: optax.Schedule, num_inner_steps: int
       inner_learning_rate=inner_learning_rate(opt_cfg, learning_rate),
       normalize=opt_cfg.normalize,
       pseudo_gradient_scale=opt_cfg.pseudo_gradient_scale,
+      slow_step_size=float(opt_cfg.slow_step_size),
+      outer_learning_rate=float(opt_cfg.outer_learning_rate),
+      outer_momentum=float(opt_cfg.outer_momentum),
+      rho=float(opt_cfg.rho),
+      projection_order=opt_cfg.projection_order,
+      seed=int(seed),
+      order=int(opt_cfg.order),
+      per_source_method=opt_cfg.per_source_method,
   )

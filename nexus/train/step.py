@@ -44,6 +44,21 @@ def _find_diagnostics(opt_state: Any):
   return found[0][1] if found else None
 
 
+def _diagnostic_metrics(diagnostics) -> dict:
+  """The optimizer's diagnostics (any NamedTuple of arrays) as ``opt/<field>`` metrics.
+
+  Scalars are logged as they are; vectors (e.g. the K inner gradient norms) by their mean. The inner
+  losses are already the step's ``loss``.
+  """
+  if diagnostics is None:
+    return {}
+  return {
+      f"opt/{name}": value if jnp.ndim(value) == 0 else jnp.mean(value)
+      for name, value in diagnostics._asdict().items()
+      if name != "inner_losses"
+  }
+
+
 def make_train_step(
     microbatch_loss: Callable[[Any, jax.Array], jax.Array],
     tx: optax.GradientTransformation,
@@ -109,14 +124,7 @@ def make_train_step(
         "finite": finite,
         "skipped_steps": new_state.skipped_steps,
     }
-    diagnostics = _find_diagnostics(opt_state)
-    if diagnostics is not None:
-      metrics.update({
-          "nexus/alignment": diagnostics.alignment,
-          "nexus/pseudo_gradient_norm": diagnostics.pseudo_gradient_norm,
-          "nexus/inner_path_length": diagnostics.inner_path_length,
-          "nexus/inner_grad_norm_mean": jnp.mean(diagnostics.inner_grad_norms),
-      })
+    metrics.update(_diagnostic_metrics(_find_diagnostics(opt_state)))
     return new_state, metrics
 
   return step

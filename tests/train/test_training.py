@@ -1,0 +1,139 @@
+"""Integration tests: the real entry point trains the tiny model, and the reliability promises hold
+(SIGKILL resume, SIGTERM preemption, corrupted checkpoints, non-finite steps, bad configs)."""
+
+import glob
+import json
+import os
+import shutil
+import signal
+import tempfile
+import time
+
+from absl.testing import absltest
+
+from nexus.train import metrics as metrics_lib
+from tests.train import harness
+
+
+def records(workdir):
+  return metrics_lib.read_metrics(workdir)
+
+
+def train_records(workdir):
+  return [r for r in records(workdir) if "train/loss" in r]
+
+
+def make_workdir(test):
+  path = tempfile.mkdtemp(prefix="nexus-run-")
+  test.addCleanup(shutil.rmtree, path, ignore_errors=True)
+  return path
+
+
+def checkpoint_steps(workdir):
+  return sorted(int(os.path.basename(p)) for p in glob.glob(os.path.join(workdir, "checkpoints", "*"))
+                if os.path.basename(p).isdigit())
+
+
+class TrainingTest(absltest.TestCase):
+
+  def test_nexus_trains_logs_and_summarizes(self):
+    workdir = make_workdir(self)
+    result = harness.train(workdir, {"opt.learning_rate": 3e-3, "train.steps": 8})
+    self.assertIn("Nexus training summary", result.stdout)
+    self.assertIn("tokens/s", result.stdout)
+    rows = train_records(workdir)
+    self.assertEqual([r["step"] for r in rows], list(range(1, 9)))
+    self.assertLess(rows[-1]["train/loss"], rows[0]["train/loss"])
+    last = records(workdir)[-1]
+    for key in ("eval/loss_micro", "eval/loss_macro", "eval/ood_loss_macro"):
+      self.assertIn(key, last)
+    self.assertTrue(any(k.startswith("train/loss/") for r in rows for k in r))
+    self.assertIn("opt/alignment", rows[-1])
+    self.assertTrue(os.path.isdir(os.path.join(workdir, "tb")))
+    with open(os.path.join(workdir, "config.json"), encoding="utf-8") as f:
+      self.assertEqual(json.load(f)["opt"]["name"], "nexus")
+
+  def test_sigkill_then_resume_equals_uninterrupted_run(self):
+    reference = make_workdir(self)
+    harness.train(reference, {"train.steps": 8})
+    workdir = make_workdir(self)
+    process = harness.start(workdir, {"train.steps": 8, "checkpoint.every": 1})
+    deadline = time.time() + 300
+    while time.time() < deadline and not [s for s in checkpoint_steps(workdir) if s >= 3]:
+      time.sleep(0.2)
+    process.kill()  # SIGKILL: no chance to clean up
+    process.wait()
+    self.assertNotEmpty(checkpoint_steps(workdir))
+    harness.train(workdir, {"train.steps": 8, "checkpoint.every": 1})
+    got, want = train_records(workdir), train_records(reference)
+    self.assertEqual([r["step"] for r in got], list(range(1, 9)))
+    for g, w in zip(got, want):
+      self.assertEqual(g["train/loss"], w["train/loss"], g["step"])
+      self.assertEqual(g["param_norm"], w["param_norm"], g["step"])
+
+  def test_sigterm_saves_a_checkpoint_and_exits_cleanly(self):
+    workdir = make_workdir(self)
+    process = harness.start(workdir, {"train.steps": 100000, "checkpoint.every": 100000, "eval.every": 0})
+    deadline = time.time() + 300
+    while time.time() < deadline and len(train_records(workdir)) < 2:
+      time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=300)
+    self.assertEqual(process.returncode, 0, stderr[-3000:])
+    self.assertIn("preempted", stdout)
+    self.assertNotEmpty(checkpoint_steps(workdir))
+
+  def test_corrupted_latest_checkpoint_falls_back_to_previous(self):
+    workdir = make_workdir(self)
+    harness.train(workdir, {"train.steps": 4})
+    self.assertEqual(checkpoint_steps(workdir), [2, 4])
+    latest = os.path.join(workdir, "checkpoints", "4")
+    for path in glob.glob(os.path.join(latest, "**", "*"), recursive=True):
+      if os.path.isfile(path):
+        with open(path, "wb") as f:
+          f.write(b"garbage")
+    result = harness.train(workdir, {"train.steps": 6})
+    self.assertIn("2", result.stderr)  # the warning names the checkpoint it fell back to
+    self.assertEqual([r["step"] for r in train_records(workdir)], list(range(1, 7)))
+    self.assertIn(2, checkpoint_steps(workdir))
+
+  def test_nonfinite_steps_are_skipped_or_stop_the_run(self):
+    workdir = make_workdir(self)
+    harness.train(workdir, {"opt.learning_rate": float("inf"), "opt.name": "adamw", "train.steps": 3,
+                            "eval.every": 0})
+    rows = train_records(workdir)
+    self.assertEqual(rows[-1]["skipped_steps"], 3)
+    self.assertEqual(rows[0]["param_norm"], rows[-1]["param_norm"])  # the state was never poisoned
+    stopped = harness.train(make_workdir(self),
+                            {"opt.learning_rate": float("inf"), "opt.name": "adamw", "train.nonfinite": "stop",
+                             "eval.every": 0}, check=False)
+    self.assertNotEqual(stopped.returncode, 0)
+    self.assertIn("non-finite loss or update at step 1", stopped.stdout + stopped.stderr)
+
+
+class BadConfigTest(absltest.TestCase):
+
+  def assert_one_line_error(self, overrides, message, **kwargs):
+    result = harness.train(make_workdir(self), overrides, check=False, **kwargs)
+    self.assertNotEqual(result.returncode, 0)
+    output = result.stdout + result.stderr
+    self.assertIn(message, output)
+    self.assertNotIn("Traceback", output)
+
+  def test_batch_not_divisible_by_data_axis(self):
+    self.assert_one_line_error({"train.global_batch_size": 6}, "not divisible by the data x fsdp", num_devices=4)
+
+  def test_sequence_longer_than_model(self):
+    self.assert_one_line_error({"train.seq_len": 100000}, "max_seq_len")
+
+  def test_unknown_optimizer(self):
+    self.assert_one_line_error({"opt.name": "adamax"}, "adamax")
+
+  def test_unwritable_workdir(self):
+    result = harness.train("/dev/null/run", check=False)
+    self.assertNotEqual(result.returncode, 0)
+    self.assertIn("workdir", result.stdout + result.stderr)
+
+
+if __name__ == "__main__":
+  absltest.main()
