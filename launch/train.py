@@ -8,6 +8,8 @@ cluster), pass --coordinator_address/--num_processes/--process_id, or --distribu
 jax.distributed.initialize() detect them (TPU VMs, SLURM); see launch/tpu_pod.sh and launch/gpu_slurm.sh.
 """
 
+import os
+
 from absl import app
 from absl import flags
 from ml_collections import config_flags
@@ -27,6 +29,9 @@ def initialize_distributed() -> None:
   if _COORDINATOR.value is not None:
     if _NUM_PROCESSES.value is None or _PROCESS_ID.value is None:
       raise app.UsageError("--coordinator_address needs --num_processes and --process_id.")
+    if os.environ.get("JAX_PLATFORMS", "") == "cpu":
+      # Several CPU processes (e.g. tests on one machine) need a collectives backend.
+      jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   elif _DISTRIBUTED.value:
     jax.distributed.initialize()
