@@ -41,9 +41,12 @@ class Evaluator:
           method=config.eval.get("geometry_method", "vmap"),
       )
 
+  def source_batches(self, names: list[str]) -> dict:
+    """The placed validation batches of the named sources, ``{name: [batch, ...]}``."""
+    return {name: self._batches[name] for name in names}
+
   def evaluate(self, params) -> dict:
     metrics = self._per_source_loss(params, self._batches, held_out_sources=self.held_out)
     if self._geometry is not None:
-      train_batches = {name: self._batches[name] for name in self.train_sources}
-      metrics.update(self._geometry(params, train_batches))
+      metrics.update(self._geometry(params, self.source_batches(self.train_sources)))
     return jax.device_get(metrics)

@@ -35,6 +35,10 @@ class Run:
     """This process's ``[K, B_local, L+1]`` tokens as one global array sharded over the batch axis."""
     return {"tokens": jax.make_array_from_process_local_data(self.batch_sharding, np.asarray(batch["tokens"]))}
 
+  def model(self, params) -> nnx.Module:
+    """The model with ``params`` (a pure dict) merged in."""
+    return nnx.merge(self.graphdef, params)
+
   def replicated(self, tree):
     return jax.device_put(tree, NamedSharding(self.mesh, P()))
 
@@ -72,7 +76,7 @@ def setup_run(config, tx: optax.GradientTransformation, mesh: jax.sharding.Mesh)
   )
 
   def merge(params):
-    return nnx.merge(graphdef, params)
+    return nnx.merge(graphdef, params)  # Run.model, before the Run exists
 
   def init_state_fn():
     params = nnx.to_pure_dict(nnx.state(make_model()))
