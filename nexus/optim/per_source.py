@@ -80,7 +80,7 @@ def sum_normalized(stacked: Any, normalize: str = "global") -> Any:
 
 def first_order_nexus(
     outer: optax.GradientTransformation,
-    inner_learning_rate: float = 1.0,
+    inner_learning_rate=1.0,
     *,
     normalize: str = "global",
 ) -> optax.GradientTransformationExtraArgs:
@@ -88,14 +88,18 @@ def first_order_nexus(
 
   ``update(stacked_grads, state, params)`` takes gradients shaped ``[S, *param_shape]`` (e.g. from
   ``per_source_gradients``), forms ``ĝ = γ · Σ_s g_s/‖g_s‖`` (the first-order term of Nexus's
-  pseudo-gradient, with each source visited once) and returns ``outer``'s update for it. With
+  pseudo-gradient, with each source visited once) and returns ``outer``'s update for it. γ may be a
+  schedule of the outer step count. With
   ``γ = inner_learning_rate`` equal to Nexus's, the outer optimizer sees the same scale as Nexus's raw
   pseudo-gradient would at first order.
   """
   normalize_lib.check_normalization(normalize)
-  if not callable(inner_learning_rate) and not isinstance(inner_learning_rate, jax.core.Tracer):
-    if inner_learning_rate < 0:
-      raise ValueError(f"inner_learning_rate must be >= 0, got {inner_learning_rate}.")
+  if callable(inner_learning_rate):
+    # A schedule of the outer step count: scale what the outer optimizer sees, whose count is that step.
+    outer = optax.chain(optax.scale_by_schedule(inner_learning_rate), outer)
+    inner_learning_rate = 1.0
+  elif not isinstance(inner_learning_rate, jax.core.Tracer) and inner_learning_rate < 0:
+    raise ValueError(f"inner_learning_rate must be >= 0, got {inner_learning_rate}.")
 
   def init_fn(params):
     return outer.init(params)

@@ -143,16 +143,12 @@ def _nexus_muon(hp: Hyperparameters):
 
 
 def _nexus_first_order(hp: Hyperparameters):
-  """γ Σ_k g_k/‖g_k‖ at θ; "inverse_gamma" feeds the plain sum. A γ schedule is applied as a scaling
-  of the outer chain, since ``first_order_nexus`` multiplies by a constant γ."""
+  """γ Σ_k g_k/‖g_k‖ at θ; "inverse_gamma" feeds the plain sum."""
   if hp.pseudo_gradient_scale not in PSEUDO_GRADIENT_SCALES:
     raise ValueError(f"pseudo_gradient_scale={hp.pseudo_gradient_scale!r} is not one of {PSEUDO_GRADIENT_SCALES}.")
   outer = _adamw(hp)
   gamma = hp.inner_learning_rate
   if hp.pseudo_gradient_scale == "inverse_gamma":
-    gamma = 1.0
-  elif callable(gamma):
-    outer = optax.chain(optax.scale_by_schedule(gamma), outer)
     gamma = 1.0
   elif gamma is None:
     raise ValueError("nexus_first_order needs inner_learning_rate (γ).")

@@ -90,6 +90,14 @@ class FirstOrderNexusTest(parameterized.TestCase):
       _, state = tx.update(grads, state, PARAMS)
     self.assertEqual(int(optax.tree.get(state, "count")), 3)
 
+  def test_gamma_schedule_sees_outer_steps(self):
+    grads = per_source.per_source_gradients(loss, PARAMS, stacked_batch())
+    tx = per_source.first_order_nexus(optax.sgd(1.0), lambda count: 1.0 / (1.0 + count))
+    state = tx.init(PARAMS)
+    first, state = tx.update(grads, state, PARAMS)
+    second, _ = tx.update(grads, state, PARAMS)
+    np.testing.assert_allclose(flat(second), 0.5 * flat(first), rtol=1e-6)
+
   def test_bad_arguments(self):
     with self.assertRaisesRegex(ValueError, "normalize"):
       per_source.first_order_nexus(optax.sgd(1.0), normalize="max")
