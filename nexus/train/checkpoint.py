@@ -59,6 +59,8 @@ class Checkpointer:
     """
     if not isinstance(keep, int) or isinstance(keep, bool) or keep < 1:
       raise ValueError(f"keep={keep!r} must be a positive integer (the number of checkpoints to keep).")
+    if "://" not in str(directory):  # orbax needs absolute local paths; URLs (gs://...) are kept
+      directory = os.path.abspath(directory)
     self._directory = str(directory)
     _check_writable(epath.Path(directory))
     self._manager = ocp.CheckpointManager(

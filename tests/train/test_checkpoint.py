@@ -115,6 +115,16 @@ class CheckpointerTest(parameterized.TestCase):
     self.assertEqual(restored.key_data.dtype, jnp.uint32)
     self.assertEqual(restored_metadata, metadata)
 
+  def test_relative_directory_works(self):
+    parent, name = os.path.split(self.directory)
+    previous = os.getcwd()
+    os.chdir(parent)
+    self.addCleanup(os.chdir, previous)
+    checkpointer = Checkpointer(name, async_save=False)
+    self.addCleanup(checkpointer.close)
+    checkpointer.save(1, make_state(), {})
+    self.assertEqual(checkpointer.restore_latest(abstract_of(make_state()))[0], 1)
+
   def test_restores_into_the_given_sharding(self):
     state = make_state()
     mesh = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1])
