@@ -43,14 +43,15 @@ class Run:
     return jax.device_put(tree, NamedSharding(self.mesh, P()))
 
 
-def _optimizer_state_shardings(tx, abstract_params, param_shardings, mesh):
-  """Optimizer-state shardings: params-shaped subtrees follow the params, everything else replicated."""
-  abstract_opt_state = jax.eval_shape(tx.init, abstract_params)
-  replicated = NamedSharding(mesh, P())
-  return optax.tree_map_params(
-      tx, lambda _, sharding: sharding, abstract_opt_state, param_shardings,
-      transform_non_params=lambda _: replicated,
-  ), abstract_opt_state
+def _optimizer_state_shardings(tx, abstract_params):
+  """Optimizer-state shardings as XLA propagates them from the params through ``tx.init``.
+
+  Params-shaped state (moments, Nexus's outer copy) inherits each param's sharding and counters are
+  replicated, for any optimizer, including states with masked subtrees (Muon) that
+  ``optax.tree_map_params`` cannot pair with the params.
+  """
+  compiled = jax.jit(tx.init).lower(abstract_params).compile()
+  return compiled.output_shardings, jax.eval_shape(tx.init, abstract_params)
 
 
 def setup_run(config, tx: optax.GradientTransformation, mesh: jax.sharding.Mesh) -> Run:
@@ -61,9 +62,12 @@ def setup_run(config, tx: optax.GradientTransformation, mesh: jax.sharding.Mesh)
   abstract_model = nnx.eval_shape(make_model)
   graphdef, abstract_params = nnx.split(abstract_model)
   param_shardings = model_lib.sharding.state_shardings(abstract_params, mesh)
-  abstract_params = nnx.to_pure_dict(abstract_params)
   param_shardings = nnx.to_pure_dict(param_shardings)
-  opt_shardings, abstract_opt_state = _optimizer_state_shardings(tx, abstract_params, param_shardings, mesh)
+  abstract_params = jax.tree.map(
+      lambda x, sharding: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+      nnx.to_pure_dict(abstract_params), param_shardings,
+  )
+  opt_shardings, abstract_opt_state = _optimizer_state_shardings(tx, abstract_params)
   replicated = NamedSharding(mesh, P())
   state_shardings = step_lib.TrainState(
       step=replicated, params=param_shardings, opt_state=opt_shardings, skipped_steps=replicated
