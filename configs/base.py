@@ -69,3 +69,19 @@ def base_config(model_preset: str) -> ml_collections.ConfigDict:
   config.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
   config.checkpoint = ml_collections.ConfigDict({"every": 50, "keep": 3, "async_save": True})
   return config
+
+
+def paper_scale_config(model_preset: str) -> ml_collections.ConfigDict:
+  """A config for one of the paper's scales (130m ... 3b): GPU or TPU-pod training lengths and sizes.
+
+  Set the mesh (e.g. --config.mesh.fsdp=-1 --config.mesh.data=1) and the data sources (TFDS datasets
+  prepared in ArrayRecord format) for a real run.
+  """
+  config = base_config(model_preset)
+  config.train.steps = 20000
+  config.train.global_batch_size = 128
+  config.train.seq_len = 2048
+  config.opt.warmup_steps = 1000
+  config.eval.every = 1000
+  config.checkpoint.every = 1000
+  return config

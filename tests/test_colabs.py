@@ -19,31 +19,15 @@ import pytest
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
 
+from tests.train import harness
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLABS_DIR = os.path.join(REPO_ROOT, "colabs")
 NOTEBOOKS = ("quickstart", "train_lm", "analyze")
 CELL_TIMEOUT_S = 600
 
-# A model and corpus small enough for a CI CPU (the tiny config shrunk further).
-TINY_LM_OVERRIDES = {
-    "model.num_layers": 2,
-    "model.d_model": 32,
-    "model.num_heads": 2,
-    "model.num_kv_heads": 2,
-    "model.head_dim": 16,
-    "model.mlp_dim": 64,
-    "data.corpus_bytes_per_source": 20_000,
-    "train.seq_len": 16,
-    "train.global_batch_size": 8,
-    "train.num_inner_steps": 2,
-    "train.log_every": 1,
-    "opt.warmup_steps": 1,
-    "eval.every": 2,
-    "eval.batch_size": 4,
-    "eval.num_batches": 1,
-    "checkpoint.every": 2,
-    "checkpoint.async_save": False,
-}
+# A model and corpus small enough for a CI CPU: the integration tests' settings, evaluated every 2 steps.
+TINY_LM_OVERRIDES = {**harness.TINY_OVERRIDES, "eval.every": 2}
 
 
 def read_notebook(name: str) -> nbformat.NotebookNode:
