@@ -10,7 +10,6 @@ math families (training families and held-out compositions). The result is appen
 import json
 import os
 
-import jax
 import ml_collections
 import numpy as np
 import optax

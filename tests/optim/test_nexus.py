@@ -1,6 +1,5 @@
 """Nexus against a direct reference loop, and the algorithm's promised properties."""
 
-import functools
 
 from absl.testing import absltest
 from absl.testing import parameterized

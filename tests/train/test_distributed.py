@@ -1,7 +1,6 @@
 """The same training run on 1 device, on 8 fake devices (data, fsdp and tensor sharding), and on two
 processes of 4 devices each talking over 127.0.0.1, gives the same losses."""
 
-import os
 import shutil
 import subprocess
 import tempfile
