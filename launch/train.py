@@ -53,6 +53,18 @@ def print_summary(summary: dict) -> None:
   print(f"TensorBoard          : tensorboard --logdir {summary['workdir']}/tb")
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+  """Parses the flags; a bad flag or config override (e.g. an unknown field) is a one-line error."""
+  try:
+    return flags.FLAGS(argv)
+  except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as error:
+    message = str(error).strip("\"'")
+    raise SystemExit(
+        f"error: bad flag or config override ({type(error).__name__}: {message}); "
+        "check the --config.<section>.<field> names in configs/base.py."
+    ) from None
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -74,4 +86,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

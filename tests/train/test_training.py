@@ -129,6 +129,9 @@ class BadConfigTest(absltest.TestCase):
   def test_unknown_optimizer(self):
     self.assert_one_line_error({"opt.name": "adamax"}, "adamax")
 
+  def test_unknown_config_field(self):
+    self.assert_one_line_error({"opt.no_such_field": 1}, "no_such_field")
+
   def test_unwritable_workdir(self):
     result = harness.train("/dev/null/run", check=False)
     self.assertNotEqual(result.returncode, 0)
