@@ -175,7 +175,7 @@ def train(config, workdir: str) -> dict:
   return {
       "workdir": os.path.abspath(workdir),
       "checkpoints": os.path.abspath(os.path.join(workdir, "checkpoints")),
-      "metrics": writer.path,
+      "metrics": os.path.abspath(writer.path),
       "step": int(jax.device_get(state.step)),
       "preempted": preempted,
       "tokens_per_second": progress.tokens_per_second,
