@@ -77,7 +77,7 @@ def main(argv):
 
   try:
     summary = loop.train(_CONFIG.value, _WORKDIR.value)
-  except ValueError as error:  # configuration problems: one line, no traceback
+  except (ValueError, loop.NonFiniteError) as error:  # bad configuration, or a stop on a non-finite step
     raise SystemExit(f"error: {error}") from None
   import jax  # pylint: disable=g-import-not-at-top
 
