@@ -25,15 +25,9 @@ import numpy as np
 import optax
 
 from nexus.optim.nexus import check_num_inner_steps
+from nexus.optim.nexus import check_transformation
 from nexus.optim.two_loop import MODES
 from nexus.optim.two_loop import two_loop
-
-
-def _check_inner(inner) -> None:
-  if not (hasattr(inner, "init") and hasattr(inner, "update")):
-    raise TypeError(
-        f"inner must be an Optax GradientTransformation (e.g. optax.adamw(1e-3)), got {type(inner).__name__}."
-    )
 
 
 def _check_mode(mode: str) -> None:
@@ -80,7 +74,7 @@ def lookahead(
   Returns:
     An ``optax.GradientTransformationExtraArgs`` whose state is a ``two_loop.TwoLoopState``.
   """
-  _check_inner(inner)
+  check_transformation(inner, "inner")
   check_num_inner_steps(num_inner_steps)
   check_in_range("slow_step_size", slow_step_size, 0.0, 1.0, closed="right")
   _check_mode(mode)
@@ -108,7 +102,7 @@ def snoo(
   Returns:
     An ``optax.GradientTransformationExtraArgs`` whose state is a ``two_loop.TwoLoopState``.
   """
-  _check_inner(inner)
+  check_transformation(inner, "inner")
   check_num_inner_steps(num_inner_steps)
   check_in_range("outer_learning_rate", outer_learning_rate, 0.0, float("inf"), closed="right")
   check_in_range("outer_momentum", outer_momentum, 0.0, 1.0, closed="left")

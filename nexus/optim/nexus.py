@@ -29,11 +29,11 @@ PSEUDO_GRADIENT_SCALES = ("raw", "inverse_gamma")
 ScalarOrSchedule = Union[float, jax.Array, Callable[[jax.Array], jax.Array]]
 
 
-def check_outer(outer) -> None:
-  """Raises a TypeError unless ``outer`` is an Optax gradient transformation."""
-  if not (hasattr(outer, "init") and hasattr(outer, "update")):
+def check_transformation(tx, name: str = "outer") -> None:
+  """Raises a TypeError unless ``tx`` (the argument called ``name``) is an Optax gradient transformation."""
+  if not (hasattr(tx, "init") and hasattr(tx, "update")):
     raise TypeError(
-        f"outer must be an Optax GradientTransformation (e.g. optax.adamw(1e-3)), got {type(outer).__name__}."
+        f"{name} must be an Optax GradientTransformation (e.g. optax.adamw(1e-3)), got {type(tx).__name__}."
     )
 
 
@@ -156,7 +156,7 @@ def nexus(
     ValueError / TypeError: eagerly, for K < 1, a negative or non-finite γ, unknown option names or an
     outer that is not an Optax transformation.
   """
-  check_outer(outer)
+  check_transformation(outer)
   check_num_inner_steps(num_inner_steps)
   normalize_lib.check_normalization(normalize)
   if pseudo_gradient_scale not in PSEUDO_GRADIENT_SCALES:

@@ -32,7 +32,7 @@ from nexus.optim import per_source
 from nexus.optim import tree_utils
 from nexus.optim.nexus import ScalarOrSchedule
 from nexus.optim.nexus import as_schedule
-from nexus.optim.nexus import check_outer
+from nexus.optim.nexus import check_transformation
 from nexus.optim.nexus import check_inner_learning_rate
 from nexus.optim.nexus import check_num_inner_steps
 
@@ -153,7 +153,7 @@ def order_free_nexus(
     an Optax transformation), and at update time for missing ``loss_fn``/``stacked_batch`` or a
     ``stacked_batch`` whose leading axis is not S.
   """
-  check_outer(outer)
+  check_transformation(outer)
   check_num_inner_steps(num_inner_steps)
   _check_static_int("num_sources", num_sources, 1)
   if isinstance(order, bool) or order not in ORDERS:
