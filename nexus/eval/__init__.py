@@ -7,6 +7,7 @@
 - ``Task``, ``math_task``, ``evaluate_task(s)``: downstream exact-match accuracy with a caller's generator.
 - ``matched_metric``, ``common_loss_levels``, ``aggregate``: comparison at matched training loss.
 - ``load_run``, ``group_by_optimizer``, ``write_report``: the comparison report of ``launch.compare``.
+- ``paired_table``, ``paired_difference``, ``interval_of_mean``: paired differences by seed with 95% intervals.
 
 Reference: Chen et al., *Nexus: Same Pretraining Loss, Better Downstream Generalization via Common Minima*,
 arXiv:2604.09258 (2026).
@@ -35,6 +36,10 @@ from nexus.eval.matched import interpolate_at_levels
 from nexus.eval.matched import loss_at_steps
 from nexus.eval.matched import matched_metric
 from nexus.eval.matched import monotone_loss_curve
+from nexus.eval.paired import Interval
+from nexus.eval.paired import interval_of_mean
+from nexus.eval.paired import paired_difference
+from nexus.eval.paired import paired_table
 from nexus.eval.per_source_loss import make_per_source_loss
 from nexus.eval.report import Report
 from nexus.eval.report import write_report
@@ -46,6 +51,7 @@ __all__ = [
     "Aggregate",
     "Closeness",
     "GradientGeometry",
+    "Interval",
     "Report",
     "Run",
     "Task",
@@ -61,12 +67,15 @@ __all__ = [
     "gradient_geometry",
     "group_by_optimizer",
     "interpolate_at_levels",
+    "interval_of_mean",
     "load_run",
     "loss_at_steps",
     "make_closeness",
     "make_gradient_geometry",
     "make_per_source_loss",
     "matched_metric",
+    "paired_difference",
+    "paired_table",
     "math_task",
     "mean_source_gradients",
     "monotone_loss_curve",
