@@ -48,15 +48,17 @@ HELD_OUT_SOURCE_NAMES = tuple(name for name, source in BUILTIN_SOURCES.items() i
 
 
 def split_budgets(bytes_per_source: int) -> dict[str, int]:
+  """UTF-8 bytes per split: ``VALIDATION_PERCENT`` and ``TEST_PERCENT`` of the budget, train the rest."""
   validation = bytes_per_source * splits.VALIDATION_PERCENT // 100
-  return {splits.TRAIN: bytes_per_source - validation, splits.VALIDATION: validation}
+  test = bytes_per_source * splits.TEST_PERCENT // 100
+  return {splits.TRAIN: bytes_per_source - validation - test, splits.VALIDATION: validation, splits.TEST: test}
 
 
 def select_documents(name: str, *, bytes_per_source: int, seed: int) -> dict[str, list[str]]:
   """The texts of source ``name`` per split, about ``bytes_per_source`` UTF-8 bytes in all.
 
   Documents are taken in the source's (hash or generation) order; each goes to the split of its key
-  while that split's budget (90% / 10%) is not yet full, so a split overshoots by at most one document.
+  while that split's budget (80% / 10% / 10%) is not yet full, so a split overshoots by at most one document.
   A finite source smaller than the budget is taken whole.
   """
   remaining = split_budgets(bytes_per_source)

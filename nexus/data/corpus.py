@@ -2,8 +2,8 @@
 
 Layout::
 
-    <corpus_dir>/v1-py3.11.7-seed0-2000000B/
-        nexus_corpus/<source>/1.0.0/*.array_record-*   (TFDS, one config per source)
+    <corpus_dir>/v2-py3.11.7-seed0-2000000B/
+        nexus_corpus/<source>/1.1.0/*.array_record-*   (TFDS, one config per source)
         summary.json                                    (documents, bytes, tokens per source and split)
 
 A build writes into a private temporary directory and renames it into place, so concurrent builders
@@ -23,7 +23,7 @@ from nexus.data import builtin_sources
 from nexus.data import splits
 from nexus.data import tfds_corpus
 
-CORPUS_VERSION = 1  # part of the cache key: bump whenever the generated content changes
+CORPUS_VERSION = 2  # part of the cache key: bump whenever the generated content changes
 SUMMARY_FILE = "summary.json"
 
 
@@ -52,14 +52,14 @@ def build_corpus(corpus_dir: str, *, bytes_per_source: int, seed: int) -> dict:
 
   Args:
     corpus_dir: parent directory of the cache (``config.data.corpus_dir``).
-    bytes_per_source: UTF-8 bytes per source over both splits (90% train, 10% validation); a real-text
+    bytes_per_source: UTF-8 bytes per source over the three splits (80% train, 10% validation, 10% test); a real-text
       source smaller than this is taken whole.
     seed: seed of the generated sources (``config.data.seed``); the real-text sources do not depend on it.
   """
   if not isinstance(bytes_per_source, int) or bytes_per_source < builtin_sources.MIN_BYTES_PER_SOURCE:
     raise ValueError(
         f"corpus bytes_per_source={bytes_per_source!r} is too small; use at least "
-        f"{builtin_sources.MIN_BYTES_PER_SOURCE} so that every validation split has documents."
+        f"{builtin_sources.MIN_BYTES_PER_SOURCE} so that every validation and test split has documents."
     )
   path = corpus_path(corpus_dir, bytes_per_source=bytes_per_source, seed=seed)
   summary_file = os.path.join(path, SUMMARY_FILE)

@@ -2,10 +2,11 @@
 
 A config entry is either a built-in source name (``"code"``) or a TFDS spec dict::
 
-    {"name": "c4/en:3.1.0", "split": "train", "eval_split": "validation", "feature": "text",
-     "data_dir": "/data/tfds", "weight": 2.0, "label": "c4"}
+    {"name": "c4/en:3.1.0", "split": "train", "eval_split": "validation", "test_split": None,
+     "feature": "text", "data_dir": "/data/tfds", "weight": 2.0, "label": "c4"}
 
-Only ``name`` is required. Built-in sources are the configs of the ``nexus_corpus`` TFDS builder in the
+Only ``name`` is required. ``eval_split`` is what training-time evaluation reads; ``test_split`` (for
+reported numbers) is optional for TFDS sources, since many datasets publish no test split. Built-in sources are the configs of the ``nexus_corpus`` TFDS builder in the
 corpus cache, so every source is read the same way: ``tfds.data_source`` on ArrayRecord files, without
 TensorFlow and without any download (``download=False``).
 """
@@ -19,8 +20,8 @@ from nexus.data import builtin_sources
 from nexus.data import splits
 from nexus.data import tfds_corpus
 
-TFDS_SPEC_DEFAULTS = {"split": splits.TRAIN, "eval_split": splits.VALIDATION, "feature": "text",
-                      "data_dir": None, "weight": None, "label": None}
+TFDS_SPEC_DEFAULTS = {"split": splits.TRAIN, "eval_split": splits.VALIDATION, "test_split": None,
+                      "feature": "text", "data_dir": None, "weight": None, "label": None}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +33,7 @@ class SourceSpec:
   data_dir: str | None
   train_split: str
   eval_split: str
+  test_split: str | None  # None: the source has no test split
   feature: str
   weight: float | None  # an explicit per-source weight, None when not given
   builtin: bool
@@ -53,8 +55,8 @@ def resolve_source(entry: Any, *, corpus_data_dir: str, field: str) -> SourceSpe
           f"{sorted(builtin_sources.BUILTIN_SOURCES)}, or give a TFDS spec dict like {{'name': 'c4/en:3.1.0'}}."
       )
     return SourceSpec(label=entry, tfds_name=f"{tfds_corpus.BUILDER_NAME}/{entry}", data_dir=corpus_data_dir,
-                      train_split=splits.TRAIN, eval_split=splits.VALIDATION, feature=tfds_corpus.TEXT_FEATURE,
-                      weight=None, builtin=True)
+                      train_split=splits.TRAIN, eval_split=splits.VALIDATION, test_split=splits.TEST,
+                      feature=tfds_corpus.TEXT_FEATURE, weight=None, builtin=True)
   if not isinstance(entry, dict):
     raise ValueError(f"config.data.{field} entry {entry!r} is neither a built-in source name nor a TFDS spec dict.")
   unknown = sorted(set(entry) - set(TFDS_SPEC_DEFAULTS) - {"name"})
@@ -69,7 +71,7 @@ def resolve_source(entry: Any, *, corpus_data_dir: str, field: str) -> SourceSpe
     raise ValueError(f"TFDS spec {entry!r} in config.data.{field} has a non-numeric weight {weight!r}.")
   return SourceSpec(label=spec["label"] or _default_label(spec["name"]), tfds_name=spec["name"],
                     data_dir=spec["data_dir"], train_split=spec["split"], eval_split=spec["eval_split"],
-                    feature=spec["feature"], weight=None if weight is None else float(weight), builtin=False)
+                    test_split=spec["test_split"], feature=spec["feature"], weight=None if weight is None else float(weight), builtin=False)
 
 
 def _one_line(error: Exception) -> str:
@@ -93,7 +95,9 @@ def check_tfds_source(spec: SourceSpec) -> None:
   if info.file_format != tfds.core.FileFormat.ARRAY_RECORD:
     raise ValueError(f"TFDS dataset {spec.tfds_name!r} (source {spec.label!r}) is stored as {info.file_format.value}, "
                      "not array_record; re-prepare it with `tfds build --file_format=array_record`.")
-  for role, split in (("split", spec.train_split), ("eval_split", spec.eval_split)):
+  for role, split in (("split", spec.train_split), ("eval_split", spec.eval_split), ("test_split", spec.test_split)):
+    if split is None:
+      continue
     try:
       num_examples = info.splits[split].num_examples
     except (KeyError, ValueError):
@@ -104,6 +108,17 @@ def check_tfds_source(spec: SourceSpec) -> None:
   if spec.feature not in info.features:
     raise ValueError(f"TFDS dataset {spec.tfds_name!r} (source {spec.label!r}) has no feature {spec.feature!r}; "
                      f"available features: {sorted(info.features)}.")
+
+
+def split_name(spec: SourceSpec, split: str) -> str:
+  """The split of ``spec`` that plays the role ``split`` ('train', 'validation' or 'test')."""
+  if split not in splits.SPLITS:
+    raise ValueError(f"split={split!r} is not one of {splits.SPLITS}.")
+  name = {splits.TRAIN: spec.train_split, splits.VALIDATION: spec.eval_split, splits.TEST: spec.test_split}[split]
+  if name is None:
+    raise ValueError(f"source {spec.label!r} has no test split; give its TFDS spec a 'test_split' "
+                     "(e.g. 'validation[50%:]' with 'eval_split': 'validation[:50%]').")
+  return name
 
 
 def open_split(spec: SourceSpec, split: str):

@@ -79,11 +79,12 @@ def make_train_stream(data_cfg, *, num_inner_steps: int, global_batch_size: int,
   return iter(dataset)
 
 
-def make_eval_batches(data_cfg, *, sources: list[str], batch_size: int, seq_len: int,
-                      num_batches: int) -> dict[str, list[dict[str, np.ndarray]]]:
-  """Fixed, repeatable evaluation batches from the validation split of each named source.
+def make_eval_batches(data_cfg, *, sources: list[str], batch_size: int, seq_len: int, num_batches: int,
+                      split: str = splits.VALIDATION) -> dict[str, list[dict[str, np.ndarray]]]:
+  """Fixed, repeatable evaluation batches from the validation (or test) split of each named source.
 
-  Rows are the source's validation documents in stored order, packed into L+1 tokens (cycling if the
+  ``split="validation"`` (the default) is what training-time evaluation and any selection read;
+  ``split="test"`` is for reported numbers. Rows are the split's documents in stored order, packed into L+1 tokens (cycling if the
   split is shorter than ``num_batches * batch_size`` rows). ``source_ids`` index into
   ``all_source_names(data_cfg)`` (training sources first, then held-out ones).
 
@@ -93,17 +94,20 @@ def make_eval_batches(data_cfg, *, sources: list[str], batch_size: int, seq_len:
   for value, name in ((batch_size, "batch_size"), (seq_len, "seq_len"), (num_batches, "num_batches")):
     if not isinstance(value, int) or value < 1:
       raise ValueError(f"{name}={value!r} must be a positive integer.")
+  if split not in splits.EVAL_SPLITS:
+    raise ValueError(f"split={split!r} is not one of {splits.EVAL_SPLITS}; training batches come from make_train_stream.")
   specs = {spec.label: spec for spec in config_lib.train_specs(data_cfg) + config_lib.held_out_specs(data_cfg)}
   names = config_lib.all_source_names(data_cfg)
   unknown = [name for name in sources if name not in specs]
   if unknown:
     raise ValueError(f"eval sources {unknown} are not in config.data.sources or held_out; known: {names}.")
+  split_names = {name: sources_lib.split_name(specs[name], split) for name in sources}
   _ensure_corpus(data_cfg, [specs[name] for name in sources])
   tokenizer = tokenizers.make_tokenizer(data_cfg.tokenizer)
   batches = {}
   for name in sources:
     spec = specs[name]
-    rows = pipeline.packed_sequences(sources_lib.open_split(spec, spec.eval_split), tokenizer=tokenizer,
+    rows = pipeline.packed_sequences(sources_lib.open_split(spec, split_names[name]), tokenizer=tokenizer,
                                      feature=spec.feature, length=seq_len + 1, shuffle_seed=None)
     iterator = iter(rows.batch(batch_size))
     batches[name] = [

@@ -1,7 +1,7 @@
 """The built-in corpus as a tensorflow-datasets builder writing ArrayRecord files.
 
 One builder config per built-in source (``nexus_corpus/code``, ``nexus_corpus/prose``, ...), each with
-``train`` and ``validation`` splits of ``{"text": Text}`` examples. Prepared datasets are read with
+``train``, ``validation`` and ``test`` splits of ``{"text": Text}`` examples. Prepared datasets are read with
 ``tfds.data_source`` (random access, no TensorFlow), exactly like any user dataset prepared with
 ``tfds build --file_format=array_record``. Nothing is downloaded: documents come from
 ``nexus.data.builtin_sources``.
@@ -21,8 +21,9 @@ DEFAULT_BYTES_PER_SOURCE = 2_000_000
 class NexusCorpus(tfds.core.GeneratorBasedBuilder):
   """Nexus's built-in multi-source corpus (one config per source)."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Four training and two held-out sources built from the Python installation."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {"1.0.0": "Four training and two held-out sources built from the Python installation.",
+                   "1.1.0": "A test split (10% of the keys, taken from train) next to train and validation."}
   BUILDER_CONFIGS = [
       tfds.core.BuilderConfig(name=source.name, description=source.description)
       for source in builtin_sources.BUILTIN_SOURCES.values()

@@ -9,7 +9,7 @@ A problem's text in the corpus is::
 Its prompt is everything up to and including ``Solution:``; a model that continues the prompt greedily
 is scored by ``extract_answer(continuation) == answer`` (exact match). A problem's split is fixed by
 hashing its prompt (``nexus.data.splits``), so the evaluation problems that ``math_problems(...,
-split="validation")`` returns never appear in the training corpus of any seed.
+split="validation")`` (or ``"test"``) returns never appear in the training corpus of any seed.
 """
 
 import random
@@ -65,10 +65,10 @@ def source_documents(source: str, seed: int) -> Iterator[tuple[str, str]]:
 
 
 def math_problems(family: str, split: str, num: int, seed: int) -> list[tuple[str, str]]:
-  """``num`` distinct (prompt, answer) pairs of ``family`` from ``split`` ('train' or 'validation').
+  """``num`` distinct (prompt, answer) pairs of ``family`` from ``split`` ('train', 'validation' or 'test').
 
-  The same seed as the corpus (``config.data.seed``) gives the corpus's own problems for 'train';
-  'validation' problems are never in any training corpus.
+  The same seed as the corpus (``config.data.seed``) gives the corpus's own problems for each split;
+  'validation' and 'test' problems are never in any training corpus.
   """
   if family not in math_families.FAMILIES:
     raise ValueError(f"unknown math family {family!r}; known families: {sorted(math_families.FAMILIES)}.")

@@ -1,5 +1,7 @@
 """The built-in corpus: sources and sizes, caching, determinism, disjoint splits, and no TensorFlow."""
 
+import collections
+import itertools
 import os
 import subprocess
 import sys
@@ -10,6 +12,7 @@ from absl.testing import absltest
 
 from nexus import data as data_lib
 from nexus.data import builtin_sources
+from nexus.data import splits
 from nexus.data import stdlib_text
 from tests.data import fixtures
 
@@ -61,7 +64,7 @@ class BuildCorpusTest(absltest.TestCase):
       second = self.build(second_dir)
       other_seed = self.build(second_dir, seed=1)
       for name, source in data_lib.BUILTIN_SOURCES.items():
-        for split in ("train", "validation"):
+        for split in splits.SPLITS:
           texts = fixtures.corpus_texts(fixtures.small_config(corpus_dir=first_dir), name, split)
           self.assertEqual(texts, fixtures.corpus_texts(fixtures.small_config(corpus_dir=second_dir), name, split))
           reseeded = fixtures.corpus_texts(fixtures.small_config(corpus_dir=second_dir, seed=1), name, split)
@@ -69,12 +72,22 @@ class BuildCorpusTest(absltest.TestCase):
           self.assertEqual(texts != reseeded, generated, msg=(name, split))  # only generated text depends on seed
       self.assertNotEqual(second["path"], other_seed["path"])
 
-  def test_splits_do_not_overlap(self):
+  def test_three_splits_do_not_overlap(self):
     config = fixtures.small_config()
-    for name in data_lib.BUILTIN_SOURCES:
-      train = set(fixtures.corpus_texts(config, name, "train"))
-      validation = set(fixtures.corpus_texts(config, name, "validation"))
-      self.assertEmpty(train & validation, msg=name)
+    summary = self.build(config.corpus_dir)
+    for name, source in summary["sources"].items():  # training and held-out sources alike
+      self.assertEqual(tuple(source["splits"]), splits.SPLITS)
+      texts = {split: set(fixtures.corpus_texts(config, name, split)) for split in splits.SPLITS}
+      for first, second in itertools.combinations(splits.SPLITS, 2):
+        self.assertEmpty(texts[first] & texts[second], msg=(name, first, second))
+
+  def test_split_of_is_a_partition_by_key(self):
+    keys = [f"key {i}" for i in range(20_000)]
+    counts = collections.Counter(splits.split_of(key) for key in keys)
+    self.assertEqual(set(counts), set(splits.SPLITS))
+    self.assertBetween(counts[splits.VALIDATION] / len(keys), 0.09, 0.11)
+    self.assertBetween(counts[splits.TEST] / len(keys), 0.09, 0.11)
+    self.assertEqual([splits.split_of(key) for key in keys[:100]], [splits.split_of(key) for key in keys[:100]])
 
   def test_too_small_is_rejected(self):
     with self.assertRaisesRegex(ValueError, "too small"):

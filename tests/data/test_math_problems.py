@@ -66,7 +66,7 @@ class FamiliesTest(parameterized.TestCase):
     self.assertEqual(data_lib.extract_answer(" 3 * 4 = 12.\nAnswer: 12\nQuestion: more"), "12")
     self.assertIsNone(data_lib.extract_answer(" 3 * 4 = 12. The answer is 12"))
 
-  @parameterized.parameters(("nope", "train", 1, "unknown math family"), ("add_sub", "test", 1, "split"),
+  @parameterized.parameters(("nope", "train", 1, "unknown math family"), ("add_sub", "dev", 1, "split"),
                             ("add_sub", "train", 0, "positive"))
   def test_bad_arguments(self, family, split, num, message):
     with self.assertRaisesRegex(ValueError, message):

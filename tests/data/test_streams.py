@@ -40,6 +40,11 @@ def letters_config(mode="mixture", **overrides):
   return fixtures.small_config(**{**fields, **overrides})
 
 
+def decoded_pieces(row):
+  """The text of a byte-tokenized row, cut at document boundaries (BOS/EOS)."""
+  return data_lib.ByteTokenizer().decode(np.where(row <= data_lib.EOS_ID, 3 + ord("\n"), row)).split("\n")
+
+
 class TrainStreamTest(parameterized.TestCase):
 
   def test_shapes_dtypes_and_no_padding(self):
@@ -179,13 +184,33 @@ class EvalBatchesTest(absltest.TestCase):
 
   def test_rows_come_from_the_validation_split(self):
     config = fixtures.small_config()
-    tokenizer = data_lib.ByteTokenizer()
     validation = "".join(fixtures.corpus_texts(config, "prose", "validation"))
     batches = data_lib.make_eval_batches(config, sources=["prose"], batch_size=2, seq_len=64, num_batches=3)
     for batch in batches["prose"]:
       for row in batch["tokens"]:
-        for piece in tokenizer.decode(np.where(row <= data_lib.EOS_ID, 3 + ord("\n"), row)).split("\n"):
+        for piece in decoded_pieces(row):
           self.assertIn(piece, validation)
+
+  def test_test_split_is_separate_and_optional(self):
+    config = fixtures.small_config()
+    kwargs = dict(sources=["prose", "docstrings"], batch_size=2, seq_len=64, num_batches=2)
+    validation = data_lib.make_eval_batches(config, **kwargs)
+    test = data_lib.make_eval_batches(config, split="test", **kwargs)
+    for name in kwargs["sources"]:
+      test_text = "".join(fixtures.corpus_texts(config, name, "test"))
+      self.assertFalse(np.array_equal(validation[name][0]["tokens"], test[name][0]["tokens"]))
+      for piece in decoded_pieces(test[name][0]["tokens"][0]):
+        self.assertIn(piece, test_text)
+    letters = letters_config("pure_uniform", sources=(fixtures.toy_spec("a"),),
+                             held_out=(fixtures.toy_spec("c", test_split="validation"),))
+    batches = data_lib.make_eval_batches(letters, sources=["toy_letters_c"], batch_size=1, seq_len=8, num_batches=1,
+                                         split="test")
+    self.assertTrue(np.all(batches["toy_letters_c"][0]["tokens"][0, 1:4] == LETTER_IDS["c"]))
+    with self.assertRaisesRegex(ValueError, "'toy_letters_a' has no test split; give its TFDS spec a 'test_split'"):
+      data_lib.make_eval_batches(letters, sources=["toy_letters_a"], batch_size=1, seq_len=8, num_batches=1,
+                                 split="test")
+    with self.assertRaisesRegex(ValueError, "split='train' is not one of"):
+      data_lib.make_eval_batches(config, split="train", **kwargs)
 
   def test_small_splits_cycle(self):
     config = letters_config("pure_uniform", held_out=(fixtures.toy_spec("c"),))

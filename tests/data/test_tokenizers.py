@@ -8,6 +8,7 @@ from absl.testing import absltest
 import numpy as np
 
 from nexus import data as data_lib
+from nexus.data import splits
 from nexus.data import tokenizers
 from tests.data import fixtures
 
@@ -47,7 +48,7 @@ class ByteTokenizerTest(absltest.TestCase):
     tokenizer = data_lib.ByteTokenizer()
     config = fixtures.small_config()
     for source in data_lib.BUILTIN_SOURCES:
-      for split in ("train", "validation"):
+      for split in splits.SPLITS:
         for text in fixtures.corpus_texts(config, source, split):
           self.assertEqual(tokenizer.decode(tokenizer.encode(text)), text, msg=source)
 
