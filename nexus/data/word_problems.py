@@ -13,7 +13,7 @@ split="validation")`` (or ``"test"``) returns never appear in the training corpu
 """
 
 import random
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 from nexus.data import math_families
 from nexus.data import splits
@@ -64,8 +64,15 @@ def source_documents(source: str, seed: int) -> Iterator[tuple[str, str]]:
       yield format_prompt(problem), format_document(problem)
 
 
-def math_problems(family: str, split: str, num: int, seed: int) -> list[tuple[str, str]]:
-  """``num`` distinct (prompt, answer) pairs of ``family`` from ``split`` ('train', 'validation' or 'test').
+class MathExample(NamedTuple):
+  """A problem for evaluation: the prompt, its reference continuation in the corpus format, the answer."""
+  prompt: str
+  completion: str  # " <worked steps>\nAnswer: <answer>": the document after the prompt; ends with the answer
+  answer: str
+
+
+def math_examples(family: str, split: str, num: int, seed: int) -> list[MathExample]:
+  """``num`` distinct problems of ``family`` from ``split`` ('train', 'validation' or 'test'), in draw order.
 
   The same seed as the corpus (``config.data.seed``) gives the corpus's own problems for each split;
   'validation' and 'test' problems are never in any training corpus.
@@ -76,7 +83,7 @@ def math_problems(family: str, split: str, num: int, seed: int) -> list[tuple[st
     raise ValueError(f"split={split!r} is not one of {splits.SPLITS}.")
   if not isinstance(num, int) or num < 1:
     raise ValueError(f"num={num!r} must be a positive integer.")
-  problems: dict[str, str] = {}
+  problems: dict[str, MathExample] = {}
   for draws, problem in enumerate(_family_problems(family, seed)):
     if len(problems) == num:
       break
@@ -84,5 +91,10 @@ def math_problems(family: str, split: str, num: int, seed: int) -> list[tuple[st
       raise ValueError(f"family {family!r} has fewer than {num} distinct {split} problems; ask for fewer.")
     prompt = format_prompt(problem)
     if splits.split_of(prompt) == split:
-      problems.setdefault(prompt, str(problem.answer))
-  return list(problems.items())
+      problems.setdefault(prompt, MathExample(prompt, format_document(problem)[len(prompt):], str(problem.answer)))
+  return list(problems.values())
+
+
+def math_problems(family: str, split: str, num: int, seed: int) -> list[tuple[str, str]]:
+  """The (prompt, answer) pairs of ``math_examples(family, split, num, seed)``."""
+  return [(example.prompt, example.answer) for example in math_examples(family, split, num, seed)]

@@ -6,7 +6,15 @@ of the answer on the first ``Answer:`` line of the continuation (``nexus.data.ex
 format of the generated math sources), matching how the paper scores GSM8k-style problems by their final
 answer (Chen et al. 2026, arXiv:2604.09258). New tasks need only a new ``Task``; a different answer format
 needs only a different scorer.
+
+Exact match is printed beside its chance level (``downstream/<task>/accuracy_chance``): the accuracy of a
+model that ignores the question and always gives the task's most common reference answer, i.e. the
+largest share of one answer among the evaluated problems. It is computed per task on the very problems
+evaluated, so it is what a question-blind greedy model (one fixed output) could score there at best: a
+family whose answers are 2..25 with a few frequent values has a chance level of several percent, not 0.
 """
+
+import collections
 
 import dataclasses
 from typing import Callable, Optional, Sequence
@@ -46,6 +54,12 @@ def math_task(family: str, *, num: int, seed: int, split: str = "validation") ->
   return Task(name=family, prompts=tuple(p for p, _ in problems), references=tuple(a for _, a in problems))
 
 
+def chance_level(task: Task) -> float:
+  """The share of ``task``'s problems whose reference is the most common one (best constant answer)."""
+  counts = collections.Counter(reference.strip() for reference in task.references)
+  return max(counts.values()) / len(task.references)
+
+
 def evaluate_task(generate_fn: GenerateFn, task: Task, *, batch_size: Optional[int] = None) -> float:
   """The fraction of ``task``'s prompts whose continuation the scorer accepts.
 
@@ -71,9 +85,12 @@ def evaluate_task(generate_fn: GenerateFn, task: Task, *, batch_size: Optional[i
 
 def evaluate_tasks(generate_fn: GenerateFn, tasks: Sequence[Task], *,
                    batch_size: Optional[int] = None) -> dict[str, float]:
-  """``{"downstream/<task>/accuracy": accuracy}`` for every task."""
+  """``{"downstream/<task>/accuracy": accuracy, "downstream/<task>/accuracy_chance": chance}`` for every task."""
   names = [task.name for task in tasks]
   if len(set(names)) != len(names):
     raise ValueError(f"task names {names} repeat; give every task a distinct name.")
-  return {f"downstream/{task.name}/accuracy": evaluate_task(generate_fn, task, batch_size=batch_size)
-          for task in tasks}
+  metrics = {}
+  for task in tasks:
+    metrics[f"downstream/{task.name}/accuracy"] = evaluate_task(generate_fn, task, batch_size=batch_size)
+    metrics[f"downstream/{task.name}/accuracy_chance"] = chance_level(task)
+  return metrics

@@ -48,7 +48,20 @@ class EvaluateTaskTest(absltest.TestCase):
     custom = downstream.Task(name="strict", prompts=("10-4?",), references=("6",),
                              scorer=lambda text, reference: text == reference)
     got = downstream.evaluate_tasks(lookup_generator([]), [TASK, custom])
-    self.assertEqual(got, {"downstream/toy/accuracy": 2 / 3, "downstream/strict/accuracy": 0.0})
+    self.assertEqual(got, {"downstream/toy/accuracy": 2 / 3, "downstream/toy/accuracy_chance": 1 / 3,
+                           "downstream/strict/accuracy": 0.0, "downstream/strict/accuracy_chance": 1.0})
+
+  def test_chance_level_is_the_share_of_the_most_common_answer(self):
+    task = downstream.Task(name="t", prompts=tuple("abcde"), references=("4", " 4", "7", "4 ", "9"))
+    self.assertEqual(downstream.chance_level(task), 3 / 5)
+    always_four = lambda prompts: ["Answer: 4"] * len(prompts)  # a question-blind model reaches it exactly
+    self.assertEqual(downstream.evaluate_task(always_four, task), downstream.chance_level(task))
+
+  def test_training_families_have_a_chance_level_above_zero(self):
+    # Answers drawn from small ranges repeat: exact match must be read against this, not against 0.
+    for family in ("mul_div", "linear_equation"):
+      chance = downstream.chance_level(downstream.math_task(family, num=500, seed=0))
+      self.assertBetween(chance, 0.02, 0.2)
 
   def test_math_task(self):
     task = downstream.math_task("cost_equation", num=5, seed=0)
