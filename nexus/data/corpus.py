@@ -8,6 +8,8 @@ Layout::
 
 A build writes into a private temporary directory and renames it into place, so concurrent builders
 (several processes of one job) never see a half-built corpus; ``summary.json`` marks a finished one.
+A build prints one line per source (TFDS's progress bars and banners are off). A cache that cannot be
+read is reported in one line with the command that rebuilds it (``rebuild_command``).
 """
 
 import json
@@ -17,7 +19,7 @@ import shutil
 import tempfile
 import time
 
-from absl import logging
+import tensorflow_datasets as tfds
 
 from nexus.data import builtin_sources
 from nexus.data import splits
@@ -33,7 +35,14 @@ def corpus_path(corpus_dir: str, *, bytes_per_source: int, seed: int) -> str:
   return os.path.join(os.path.expanduser(corpus_dir), name)
 
 
+def rebuild_command(corpus_dir: str, *, bytes_per_source: int, seed: int) -> str:
+  """The shell command that deletes and rebuilds this corpus cache (and the token caches beside it)."""
+  return (f"python -m launch.build_corpus --corpus_dir={corpus_dir} --bytes_per_source={bytes_per_source} "
+          f"--seed={seed} --rebuild")
+
+
 def _prepare_source(name: str, data_dir: str, *, bytes_per_source: int, seed: int) -> dict[str, dict[str, int]]:
+  start = time.time()
   builder = tfds_corpus.NexusCorpus(
       config=name, data_dir=data_dir, file_format="array_record", bytes_per_source=bytes_per_source, seed=seed
   )
@@ -44,6 +53,8 @@ def _prepare_source(name: str, data_dir: str, *, bytes_per_source: int, seed: in
     num_bytes = sum(len(source[i][tfds_corpus.TEXT_FEATURE]) for i in range(len(source)))
     # Byte-tokenizer tokens: one per UTF-8 byte plus BOS and EOS per document.
     stats[split] = {"documents": len(source), "bytes": num_bytes, "tokens": num_bytes + 2 * len(source)}
+  sizes = " / ".join(f"{split} {stats[split]['documents']:,} docs" for split in splits.SPLITS)
+  print(f"corpus: built {name} ({sizes}) in {time.time() - start:.1f}s", flush=True)
   return stats
 
 
@@ -65,6 +76,7 @@ def build_corpus(corpus_dir: str, *, bytes_per_source: int, seed: int) -> dict:
   summary_file = os.path.join(path, SUMMARY_FILE)
   cached = os.path.exists(summary_file)
   if not cached:
+    tfds.disable_progress_bar()  # one line per source instead
     os.makedirs(os.path.dirname(path), exist_ok=True)
     start = time.time()
     building = tempfile.mkdtemp(prefix=".building-", dir=os.path.dirname(path))
@@ -83,14 +95,17 @@ def build_corpus(corpus_dir: str, *, bytes_per_source: int, seed: int) -> dict:
       with open(os.path.join(building, SUMMARY_FILE), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2)
       os.rename(building, path)
-      logging.info("Built the Nexus corpus in %s (%.1fs).", path, time.time() - start)
     except OSError:
       if not os.path.exists(summary_file):  # not a concurrent builder that finished first
         raise
     finally:
       shutil.rmtree(building, ignore_errors=True)
-  with open(summary_file, encoding="utf-8") as f:
-    summary = json.load(f)
+  try:
+    with open(summary_file, encoding="utf-8") as f:
+      summary = json.load(f)
+  except (OSError, ValueError) as error:
+    raise ValueError(f"the corpus cache {path} is damaged ({type(error).__name__} in {SUMMARY_FILE}); rebuild it "
+                     f"with `{rebuild_command(corpus_dir, bytes_per_source=bytes_per_source, seed=seed)}`.") from None
   summary["path"] = path
   summary["cached"] = cached
   return summary

@@ -1,21 +1,17 @@
-"""The two entry points the trainer and the evaluator use: the training stream and fixed eval batches."""
+"""The two entry points the trainer and the evaluator use: the training stream and fixed eval batches.
+
+Both read pre-tokenized token stores (``nexus.data.pretokenize``), built on first use.
+"""
 
 from absl import flags
 import grain
 import numpy as np
 
 from nexus.data import config as config_lib
-from nexus.data import corpus
 from nexus.data import pipeline
-from nexus.data import sources as sources_lib
+from nexus.data import pretokenize
 from nexus.data import splits
 from nexus.data import tokenizers
-
-
-def _ensure_corpus(data_cfg, specs: list[sources_lib.SourceSpec]) -> None:
-  """Builds the built-in corpus on first use (a cached no-op afterwards) if any source needs it."""
-  if any(spec.builtin for spec in specs):
-    corpus.build_corpus(data_cfg.corpus_dir, bytes_per_source=data_cfg.corpus_bytes_per_source, seed=data_cfg.seed)
 
 
 def _process_layout(process_index: int | None, process_count: int | None) -> tuple[int, int]:
@@ -52,13 +48,11 @@ def make_train_stream(data_cfg, *, num_inner_steps: int, global_batch_size: int,
   config_lib.validate_data_config(data_cfg, num_inner_steps=num_inner_steps, global_batch_size=global_batch_size,
                                   seq_len=seq_len, max_seq_len=None, process_count=process_count)
   specs = config_lib.train_specs(data_cfg)
-  _ensure_corpus(data_cfg, specs)
   dataset = pipeline.MultiSourceBatches(
-      [sources_lib.open_split(spec, spec.train_split) for spec in specs],
+      pretokenize.token_stores(data_cfg, specs, splits.TRAIN),
       source_names=[spec.label for spec in specs],
-      features=[spec.feature for spec in specs],
+      tokenizer=tokenizers.tokenizer_id(data_cfg.tokenizer),
       shuffle_seeds=[splits.derive_seed(seed, spec.label) for spec in specs],
-      tokenizer=tokenizers.make_tokenizer(data_cfg.tokenizer),
       mode=data_cfg.mode,
       probabilities=config_lib.source_probabilities(data_cfg),
       num_inner_steps=num_inner_steps,
@@ -84,9 +78,10 @@ def make_eval_batches(data_cfg, *, sources: list[str], batch_size: int, seq_len:
   """Fixed, repeatable evaluation batches from the validation (or test) split of each named source.
 
   ``split="validation"`` (the default) is what training-time evaluation and any selection read;
-  ``split="test"`` is for reported numbers. Rows are the split's documents in stored order, packed into L+1 tokens (cycling if the
-  split is shorter than ``num_batches * batch_size`` rows). ``source_ids`` index into
-  ``all_source_names(data_cfg)`` (training sources first, then held-out ones).
+  ``split="test"`` is for reported numbers. Rows are the split's first windows of L+1 tokens in stored
+  order (documents packed as in training), cycling over its windows if the split has fewer than
+  ``num_batches * batch_size``. ``source_ids`` index into ``all_source_names(data_cfg)`` (training
+  sources first, then held-out ones).
 
   Returns:
     ``{name: [{"tokens": int32[B, L+1], "source_ids": int32[B]}] * num_batches}``.
@@ -101,17 +96,12 @@ def make_eval_batches(data_cfg, *, sources: list[str], batch_size: int, seq_len:
   unknown = [name for name in sources if name not in specs]
   if unknown:
     raise ValueError(f"eval sources {unknown} are not in config.data.sources or held_out; known: {names}.")
-  split_names = {name: sources_lib.split_name(specs[name], split) for name in sources}
-  _ensure_corpus(data_cfg, [specs[name] for name in sources])
-  tokenizer = tokenizers.make_tokenizer(data_cfg.tokenizer)
+  stores = pretokenize.token_stores(data_cfg, [specs[name] for name in sources], split)
+  length = seq_len + 1
   batches = {}
-  for name in sources:
-    spec = specs[name]
-    rows = pipeline.packed_sequences(sources_lib.open_split(spec, split_names[name]), tokenizer=tokenizer,
-                                     feature=spec.feature, length=seq_len + 1, shuffle_seed=None)
-    iterator = iter(rows.batch(batch_size))
-    batches[name] = [
-        {"tokens": next(iterator)[pipeline.TOKENS], "source_ids": np.full((batch_size,), names.index(name), np.int32)}
-        for _ in range(num_batches)
-    ]
+  for name, store in zip(sources, stores):
+    windows = pipeline.num_windows(store, length, name)
+    rows = store.read(np.arange(num_batches * batch_size) % windows * length, length)
+    batches[name] = [{"tokens": tokens, "source_ids": np.full((batch_size,), names.index(name), np.int32)}
+                     for tokens in np.split(rows, num_batches)]
   return batches

@@ -42,6 +42,12 @@ class NexusCorpus(tfds.core.GeneratorBasedBuilder):
     self._seed = seed
     super().__init__(**kwargs)
 
+  def _log_download_bytes(self) -> None:
+    """Silent: ``nexus.data.corpus`` prints one progress line per source instead of TFDS's banners."""
+
+  def _log_download_done(self) -> None:
+    """Silent, like ``_log_download_bytes``."""
+
   def _info(self) -> tfds.core.DatasetInfo:
     source = builtin_sources.BUILTIN_SOURCES[self.builder_config.name]
     return tfds.core.DatasetInfo(

@@ -8,6 +8,7 @@ string exactly for the byte tokenizer, and for SentencePiece models trained by
 SentencePiece is an optional dependency: it is imported only when a model path is used.
 """
 
+import hashlib
 import os
 from typing import Iterable, Protocol, Sequence
 
@@ -120,6 +121,18 @@ def check_tokenizer_spec(spec: str) -> None:
         f"config.data.tokenizer={spec!r} is neither 'byte' nor an existing SentencePiece .model file."
     )
   _import_sentencepiece()
+
+
+def tokenizer_id(spec: str) -> str:
+  """A short name of the tokenizer ``spec`` for cache keys: 'byte', or 'sp-' and a hash of the model file.
+
+  The hash is of the file's bytes, so a retrained model at the same path gets new caches.
+  """
+  check_tokenizer_spec(spec)
+  if spec == BYTE_TOKENIZER:
+    return BYTE_TOKENIZER
+  with open(os.path.expanduser(spec), "rb") as f:
+    return "sp-" + hashlib.sha256(f.read()).hexdigest()[:12]
 
 
 def make_tokenizer(spec: str) -> Tokenizer:

@@ -3,12 +3,14 @@ multi-process sharding and prefetching."""
 
 import json
 import tempfile
+from unittest import mock
 
 from absl.testing import absltest
 from absl.testing import parameterized
 import grain
 import numpy as np
 import orbax.checkpoint as ocp
+import tensorflow_datasets as tfds
 
 from nexus import data as data_lib
 from tests.data import fixtures
@@ -71,18 +73,30 @@ class TrainStreamTest(parameterized.TestCase):
   def test_documents_are_packed_with_bos_and_eos(self):
     batch = next(stream(letters_config("pure_uniform"), seq_len=200))
     row = batch["tokens"][0, 0]
-    self.assertGreater(np.sum(row == data_lib.BOS_ID), 1)
-    np.testing.assert_array_equal(np.flatnonzero(row == data_lib.BOS_ID)[1:] - 1,
-                                  np.flatnonzero(row == data_lib.EOS_ID)[:np.sum(row == data_lib.BOS_ID) - 1])
+    bos, eos = np.flatnonzero(row == data_lib.BOS_ID), np.flatnonzero(row == data_lib.EOS_ID)
+    self.assertGreater(len(bos), 1)
+    # Documents are back to back: every EOS is followed by a BOS, every BOS follows an EOS (row edges aside).
+    np.testing.assert_array_equal(bos[bos > 0] - 1, eos[eos < len(row) - 1])
 
-  def test_an_epoch_reads_every_document_once(self):
-    config = letters_config("pure_uniform", sources=(fixtures.toy_spec("a"),))
-    # The 40 training documents have lengths 3, 6, ..., 120: 2460 letters + 80 BOS/EOS
-    tokens = np.concatenate([b["tokens"][:, 0].ravel() for b in take(stream(config, global_batch_size=1), 34)])
-    bos = np.flatnonzero(tokens == data_lib.BOS_ID)
-    eos = np.flatnonzero(tokens == data_lib.EOS_ID)
-    lengths = [int(end - start - 1) for start, end in zip(bos, eos)][:40]
-    self.assertCountEqual(lengths, range(3, 121, 3))
+  def test_an_epoch_reads_every_window_once(self):
+    spec = fixtures.toy_spec("a")
+    source = tfds.data_source("toy_letters/a", split="train", data_dir=spec["data_dir"], download=False)
+    tokenizer = data_lib.ByteTokenizer()
+    stored = np.concatenate([tokenizer.encode_document(source[i]["text"]) for i in range(len(source))])
+    # 40 documents of 3, 6, ..., 120 letters: 2460 letters + 80 BOS/EOS = 101 windows of L+1 = 25 tokens.
+    windows = [w.tobytes() for w in stored[:2525].reshape(101, 25)]
+    config = letters_config("pure_uniform", sources=(spec,))
+    rows = np.concatenate([b["tokens"][:, 0] for b in take(stream(config, global_batch_size=1), 68)])
+    first, second = [[row.tobytes() for row in rows[start:start + 101]] for start in (0, 101)]
+    self.assertCountEqual(first, windows)
+    self.assertCountEqual(second, windows)
+    self.assertNotEqual(first, second)  # each epoch in its own order
+
+  def test_training_does_no_tokenization(self):
+    config = fixtures.small_config()
+    expected = take(stream(config), 2)  # builds the token stores
+    with mock.patch.object(data_lib.ByteTokenizer, "encode_document", side_effect=AssertionError("tokenized")):
+      assert_batches_equal(expected, take(stream(config), 2))
 
   @parameterized.parameters(*MODES)
   def test_deterministic_and_seeded(self, mode):
@@ -119,7 +133,7 @@ class TrainStreamTest(parameterized.TestCase):
 
   def test_state_of_another_configuration_is_rejected(self):
     state = stream(fixtures.small_config()).get_state()
-    with self.assertRaisesRegex(ValueError, r"different \['seq_len'\]"):
+    with self.assertRaisesRegex(ValueError, r"different \['seq_len', 'windows'\]"):
       stream(fixtures.small_config(), seq_len=32).set_state(state)
 
   @parameterized.parameters(*MODES)
@@ -135,8 +149,8 @@ class TrainStreamTest(parameterized.TestCase):
         for key in ("tokens", "source_ids"):
           got = np.concatenate([batches[step][key] for batches in per_process], axis=1)
           np.testing.assert_array_equal(got, want[key])
-      for p, shard in enumerate(shards):  # each process only opened lanes (rows) of its own shard
-        rows = {row for _, row, _ in shard.get_state()["lanes"]}
+      for p, shard in enumerate(shards):  # each process only read lanes (rows) of its own shard
+        rows = set(np.flatnonzero(np.sum(shard.get_state()["rows_read"], axis=0)).tolist())
         local = 8 // process_count
         self.assertTrue(rows <= set(range(p * local, (p + 1) * local)), msg=rows)
 

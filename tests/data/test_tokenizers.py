@@ -2,7 +2,9 @@
 
 import importlib.util
 import os
+import sys
 import tempfile
+from unittest import mock
 
 from absl.testing import absltest
 import numpy as np
@@ -62,13 +64,13 @@ class MakeTokenizerTest(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, "neither 'byte' nor an existing SentencePiece"):
       data_lib.make_tokenizer("/no/such/tokenizer.model")
 
-  @absltest.skipIf(HAS_SENTENCEPIECE, "sentencepiece is installed")
   def test_sentencepiece_missing_is_a_clear_error(self):
     model = os.path.join(self.enterContext(tempfile.TemporaryDirectory()), "tokenizer.model")
     with open(model, "w") as f:
       f.write("never parsed")
-    with self.assertRaisesRegex(ValueError, "pip install sentencepiece"):
-      data_lib.make_tokenizer(model)
+    with mock.patch.dict(sys.modules, {"sentencepiece": None}):  # as if it were not installed
+      with self.assertRaisesRegex(ValueError, "pip install sentencepiece"):
+        data_lib.make_tokenizer(model)
 
   @absltest.skipUnless(HAS_SENTENCEPIECE, "sentencepiece is not installed")
   def test_sentencepiece_trained_on_corpus_round_trips(self):
