@@ -1,11 +1,12 @@
 r"""Compares training runs: a markdown report and PNG plots testing "same loss, better generalization".
 
   python -m launch.compare runs/adamw_s0 runs/adamw_s1 runs/nexus_s0 runs/nexus_s1 --out=reports/cmp \
-      [--loss_key=train/loss] [--target_losses=3.2,3.0] [--num_levels=3] [--smooth_window=1]
+      [--loss_key=train/loss] [--target_losses=3.2,3.0] [--num_levels=3] [--smooth_window=1] [--baseline=adamw]
 
 Each workdir needs ``metrics.jsonl`` and ``config.json`` (written by ``launch.train``). Runs are grouped by
 ``opt.name``; a group's runs are seeds. Writes ``<out>/report.md`` with tables at matched training loss
-and at the end of training, and the plots it shows (see ``nexus.eval.report``).
+and at the end of training, paired differences from the baseline optimizer by seed with 95% intervals,
+and the plots it shows (see ``nexus.eval.report``).
 """
 
 from absl import app
@@ -18,6 +19,8 @@ _TARGET_LOSSES = flags.DEFINE_list("target_losses", None,
 _NUM_LEVELS = flags.DEFINE_integer("num_levels", 3, "Number of automatic loss levels (without --target_losses).")
 _SMOOTH_WINDOW = flags.DEFINE_integer("smooth_window", 1,
                                       "Trailing-mean window over logged training losses before the running minimum.")
+_BASELINE = flags.DEFINE_string("baseline", None,
+                                "Optimizer the paired differences subtract (default: adamw if compared, else the first).")
 
 
 def main(argv):
@@ -36,7 +39,8 @@ def main(argv):
   try:
     runs = [runs_lib.load_run(workdir) for workdir in workdirs]
     report = report_lib.write_report(runs, _OUT.value, loss_key=_LOSS_KEY.value, target_losses=targets,
-                                     num_levels=_NUM_LEVELS.value, window=_SMOOTH_WINDOW.value)
+                                     num_levels=_NUM_LEVELS.value, window=_SMOOTH_WINDOW.value,
+                                     baseline=_BASELINE.value)
   except ValueError as error:  # missing workdirs or metrics, bad options: one line, no traceback
     raise SystemExit(f"error: {error}") from None
   print(f"report: {report.path}")

@@ -3,7 +3,8 @@
 It tests the paper's claim on a researcher's own runs (Chen et al. 2026, arXiv:2604.09258): at the same
 training loss, does one optimizer have lower OOD loss, higher downstream accuracy, more aligned
 per-source gradients and closer per-source minima? Runs are grouped by optimizer (``nexus.eval.runs``);
-a group's seeds give mean ± sample standard deviation. Values at matched loss are interpolated as
+a group's seeds give mean ± sample standard deviation, and each method's paired differences from a
+baseline method, seed by seed, with 95% t intervals (``nexus.eval.paired``). Values at matched loss are interpolated as
 documented in ``nexus.eval.matched``; closeness, usually measured once at the end, appears in the
 end-of-training table (and at matched loss only for levels its measurements bracket).
 """
@@ -16,6 +17,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from nexus.eval import matched
+from nexus.eval import paired
 from nexus.eval import plots
 from nexus.eval import runs as runs_lib
 
@@ -23,6 +25,12 @@ STEP = "step"
 _HEADLINE_KEYS = ("eval/ood_loss_macro", "eval/loss_macro")
 _GEOMETRY_AND_CLOSENESS_KEYS = ("geometry/mean_cosine", "closeness/mean_sq_dist", "closeness/spread")
 _EVAL_LOSS_PREFIXES = ("eval/loss", "eval/ood_loss")
+# Paired rows: losses macro and per held-out source (validation eval/ and reported test/), downstream per
+# family, geometry and closeness.
+_PAIRED_PREFIXES = ("eval/loss_macro", "eval/ood_loss", "test/loss_macro", "test/ood_loss", "downstream/",
+                    "geometry/mean_cosine", "closeness/mean_sq_dist", "closeness/spread")
+_PAIRED_DOWNSTREAM_SUFFIXES = ("/accuracy", "/answer_nll", "/answer_token_accuracy", "/completion_nll",
+                               "/completion_token_accuracy")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +102,32 @@ def final_table(groups: plots.Groups, keys: Sequence[str], *, loss_key: str) -> 
   return rows
 
 
+def paired_keys(runs: Sequence[runs_lib.Run]) -> list[str]:
+  """The paired table's metrics: those of ``_PAIRED_PREFIXES`` that every run logged as a number, sorted."""
+  common = set.intersection(*(run.keys() for run in runs))
+  keys = [key for key in common if key.startswith(_PAIRED_PREFIXES)
+          and (not key.startswith("downstream/") or key.endswith(_PAIRED_DOWNSTREAM_SUFFIXES))]
+  return sorted(key for key in keys if all(len(run.curve(key)[0]) for run in runs))
+
+
+def paired_section(groups: plots.Groups, keys: Sequence[str], baseline: Optional[str]) -> str:
+  """Markdown: each method minus ``baseline`` (default: adamw if present, else the first), paired by seed."""
+  if baseline is None:
+    baseline = "adamw" if "adamw" in groups else next(iter(groups))
+  if baseline not in groups:
+    raise ValueError(f"baseline {baseline!r} is not among the compared optimizers {list(groups)}.")
+  seed_sets = {optimizer: sorted(run.seed for run in members) for optimizer, members in groups.items()}
+  if len(groups) < 2 or len(set(map(tuple, seed_sets.values()))) != 1 or len(seed_sets[baseline]) < 2 or not keys:
+    return (f"Not computed: it needs two or more optimizers run on the same two or more seeds and metrics that "
+            f"every run logged (seeds per optimizer: {seed_sets}).")
+  measurements = {(optimizer, run.seed): {key: float(run.curve(key)[1][-1]) for key in keys}
+                  for optimizer, members in groups.items() for run in members}
+  table = paired.paired_table(measurements, baseline=baseline, metrics=keys)
+  return ("Each run's last logged value minus the baseline's with the same seed (same data order and init); "
+          "mean over seeds and its 95% Student t interval. An interval that excludes 0 is a difference "
+          "resolved by these seeds.\n\n" + paired.format_table(table, baseline=baseline).rstrip("\n"))
+
+
 def _number(value: float) -> str:
   return f"{value:.0f}" if abs(value) >= 1e4 else f"{value:.4g}"
 
@@ -143,7 +177,7 @@ def _check_options(runs, loss_key, target_losses, num_levels, window) -> None:
 
 def write_report(runs: Sequence[runs_lib.Run], out_dir: str, *, loss_key: str = "train/loss",
                  target_losses: Optional[Sequence[float]] = None, num_levels: int = 3,
-                 window: int = 1) -> Report:
+                 window: int = 1, baseline: Optional[str] = None) -> Report:
   """Writes ``<out_dir>/report.md`` and its PNG plots for ``runs``; returns the paths and table values.
 
   Args:
@@ -154,6 +188,7 @@ def write_report(runs: Sequence[runs_lib.Run], out_dir: str, *, loss_key: str = 
       run's evaluations bracket, see ``matched.common_loss_levels``).
     num_levels: levels chosen when ``target_losses`` is None.
     window: trailing-mean window of the training loss before its running minimum (1: none).
+    baseline: the optimizer the paired differences subtract (None: adamw if compared, else the first).
   """
   _check_options(runs, loss_key, target_losses, num_levels, window)
   groups = runs_lib.group_by_optimizer(runs)
@@ -165,6 +200,7 @@ def write_report(runs: Sequence[runs_lib.Run], out_dir: str, *, loss_key: str = 
     levels = np.sort(np.asarray(target_losses, np.float64))[::-1]
   matched_rows = matched_table(groups, keys, levels, loss_key=loss_key, window=window)
   final_rows = final_table(groups, keys, loss_key=loss_key)
+  paired_text = paired_section(groups, paired_keys(runs), baseline)
 
   logged = set().union(*(run.keys() for run in runs))
   eval_loss_keys = sorted(key for key in logged if key.startswith(_EVAL_LOSS_PREFIXES))
@@ -201,6 +237,8 @@ def write_report(runs: Sequence[runs_lib.Run], out_dir: str, *, loss_key: str = 
       "## At the end of training",
       "Each run's last logged value.",
       markdown_table(final_rows, [STEP, loss_key, *keys], None),
+      "## Paired differences at the end of training",
+      paired_text,
       "## Plots",
       *[f"### {title}\n\n![{title}]({name})" for title, name in written],
   ]

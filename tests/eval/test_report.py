@@ -100,6 +100,22 @@ class ReportTest(absltest.TestCase):
     for path in result.plots:
       self.assertIn(f"]({os.path.basename(path)})", text)
 
+  def test_paired_differences_by_seed(self):
+    result = report.write_report(self.runs, self.out)
+    with open(result.path) as f:
+      text = f.read()
+    # OOD offsets 0.3/0.5 (nexus) vs 0.5/0.7 (adamw) and final losses 2.0 vs 2.6: −0.8 on both seeds.
+    self.assertIn("| nexus | eval/ood_loss_macro | -0.8000 | [-0.8000, -0.8000] | 2 | 95% t |", text)
+    self.assertIn("| nexus | geometry/mean_cosine | +0.4000 |", text)  # 0.5 − 0.2 and 0.6 − 0.1
+    self.assertIn("| nexus | downstream/gsm/accuracy |", text)
+    self.assertNotIn("eval/loss/web |", text.split("## Paired differences")[1])  # per train source: not paired
+    with self.assertRaisesRegex(ValueError, "baseline 'sgd'"):
+      report.write_report(self.runs, self.out, baseline="sgd")
+    # Seeds that differ between methods cannot be paired: the section says so instead.
+    one_seed = report.write_report(self.runs[:3], self.out)
+    with open(one_seed.path) as f:
+      self.assertIn("Not computed", f.read())
+
   def test_format_cell(self):
     self.assertEqual(report.format_cell(matched.Aggregate(1.5, float("nan"), 1), 1), "1.5")
     self.assertEqual(report.format_cell(matched.Aggregate(1.5, float("nan"), 1), 3), "1.5 (n=1/3)")
