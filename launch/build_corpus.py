@@ -1,28 +1,37 @@
-r"""Builds (or finds cached) the built-in multi-source corpus and prints its size per source.
+r"""Builds (or finds cached) the built-in corpus, pre-tokenizes it, and prints its size per source.
 
   python -m launch.build_corpus [--corpus_dir=~/.cache/nexus/corpus] [--bytes_per_source=2000000] [--seed=0]
-  python -m launch.build_corpus --sentencepiece_vocab_size=4096   # also train a SentencePiece model
+  python -m launch.build_corpus --tokenizer=/path/to/model.model    # pre-tokenize with SentencePiece
+  python -m launch.build_corpus --sentencepiece_vocab_size=4096     # train a SentencePiece model, use it
+  python -m launch.build_corpus --rebuild                           # delete a damaged cache, build again
 
 Nothing is downloaded: the sources come from this Python installation and from generators. Training
-uses the same cache automatically (``config.data.corpus_dir``), so running this first is optional. The
-SentencePiece model (needs ``pip install sentencepiece``) is trained on the training splits of the
-training sources; use it with ``--config.data.tokenizer=<printed path>``.
+uses the same caches automatically (``config.data.corpus_dir``) and builds what is missing on first use,
+so running this first is optional. The SentencePiece model (needs ``pip install sentencepiece``) is
+trained on the training splits of the training sources; use it with ``--config.data.tokenizer=<printed
+path>``. ``--rebuild`` deletes this corpus and every token cache of ``--corpus_dir`` first.
 """
 
 import os
+import shutil
 
 from absl import app
 from absl import flags
 import tensorflow_datasets as tfds
 
 from nexus import data as data_lib
+from nexus.data import corpus
+from nexus.data import pretokenize
 
 _DEFAULTS = data_lib.default_data_config()
 _CORPUS_DIR = flags.DEFINE_string("corpus_dir", _DEFAULTS.corpus_dir, "Parent directory of the corpus cache.")
 _BYTES = flags.DEFINE_integer("bytes_per_source", _DEFAULTS.corpus_bytes_per_source,
-                              "UTF-8 bytes per source over both splits (the size knob).")
+                              "UTF-8 bytes per source over the three splits (the size knob).")
 _SEED = flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed of the generated sources.")
-_SP_VOCAB = flags.DEFINE_integer("sentencepiece_vocab_size", 0, "If > 0, also train a SentencePiece model.")
+_TOKENIZER = flags.DEFINE_string("tokenizer", _DEFAULTS.tokenizer, "'byte' or a SentencePiece .model path.")
+_REBUILD = flags.DEFINE_bool("rebuild", False, "Delete the corpus and the token caches first (a damaged cache).")
+_SP_VOCAB = flags.DEFINE_integer("sentencepiece_vocab_size", 0,
+                                 "If > 0, train a SentencePiece model and pre-tokenize with it.")
 _SP_TYPE = flags.DEFINE_enum("sentencepiece_model_type", "bpe", ["bpe", "unigram"], "SentencePiece model type.")
 
 
@@ -37,21 +46,27 @@ def _training_texts(path: str):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  tfds.disable_progress_bar()
+  config = data_lib.default_data_config()
+  config.corpus_dir, config.corpus_bytes_per_source, config.seed = _CORPUS_DIR.value, _BYTES.value, _SEED.value
+  config.tokenizer = _TOKENIZER.value
   try:
-    summary = data_lib.build_corpus(_CORPUS_DIR.value, bytes_per_source=_BYTES.value, seed=_SEED.value)
+    if _REBUILD.value:
+      for path in (corpus.corpus_path(config.corpus_dir, bytes_per_source=config.corpus_bytes_per_source,
+                                      seed=config.seed), pretokenize.tokens_root(config.corpus_dir)):
+        shutil.rmtree(path, ignore_errors=True)
+    summary = data_lib.build_corpus(config.corpus_dir, bytes_per_source=config.corpus_bytes_per_source,
+                                    seed=config.seed)
+    print(data_lib.format_summary(summary))
+    print("reused the cached corpus" if summary["cached"] else f"built in {summary['build_seconds']:.1f}s")
+    if _SP_VOCAB.value > 0:
+      prefix = os.path.join(summary["path"], f"sentencepiece_{_SP_TYPE.value}_{_SP_VOCAB.value}")
+      config.tokenizer = data_lib.train_sentencepiece(_training_texts(summary["path"]), prefix,
+                                                      vocab_size=_SP_VOCAB.value, model_type=_SP_TYPE.value)
+      print(f"SentencePiece model: {config.tokenizer}  (use --config.data.tokenizer={config.tokenizer})")
+    data_lib.prepare_data(config)
   except ValueError as error:
     raise SystemExit(f"error: {error}") from None
-  print(data_lib.format_summary(summary))
-  print("reused the cached corpus" if summary["cached"] else f"built in {summary['build_seconds']:.1f}s")
-  if _SP_VOCAB.value > 0:
-    prefix = os.path.join(summary["path"], f"sentencepiece_{_SP_TYPE.value}_{_SP_VOCAB.value}")
-    try:
-      model = data_lib.train_sentencepiece(_training_texts(summary["path"]), prefix, vocab_size=_SP_VOCAB.value,
-                                           model_type=_SP_TYPE.value)
-    except ValueError as error:
-      raise SystemExit(f"error: {error}") from None
-    print(f"SentencePiece model: {model}  (use --config.data.tokenizer={model})")
+  print(f"token caches ({data_lib.tokenizer_id(config.tokenizer)}) in {pretokenize.tokens_root(config.corpus_dir)}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,11 @@
   validation batches per source, held-out sources included.
 - ``default_data_config()`` / ``validate_data_config(...)``: the ``config.data`` section and its checks.
 - ``math_problems(family, split, num, seed)``: (prompt, answer) pairs for downstream exact-match accuracy.
-- ``build_corpus(...)``: builds/caches the built-in corpus (also ``python -m launch.build_corpus``).
+- ``build_corpus(...)``: builds/caches the built-in corpus (also ``python -m launch.build_corpus``);
+  ``prepare_data(data_cfg)`` also pre-tokenizes every split of every source (done on first use otherwise).
+
+Training and evaluation read token ids from pre-tokenized ArrayRecord stores (``nexus.data.token_store``);
+each source has train / validation / test splits, disjoint by key (``nexus.data.splits``).
 
 Token id 0 is padding; documents are packed as ``[BOS] text [EOS]`` (ids 1 and 2). This package does
 not import the model or the optimizer.
@@ -27,10 +31,12 @@ from nexus.data.word_problems import math_problems
 from nexus.data.word_problems import TRAIN_MATH_FAMILIES
 from nexus.data.streams import make_eval_batches
 from nexus.data.streams import make_train_stream
+from nexus.data.streams import prepare_data
 from nexus.data.tokenizers import BOS_ID
 from nexus.data.tokenizers import ByteTokenizer
 from nexus.data.tokenizers import EOS_ID
 from nexus.data.tokenizers import make_tokenizer
 from nexus.data.tokenizers import PAD_ID
 from nexus.data.tokenizers import SentencePieceTokenizer
+from nexus.data.tokenizers import tokenizer_id
 from nexus.data.tokenizers import train_sentencepiece

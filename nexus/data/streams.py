@@ -25,6 +25,16 @@ def _process_layout(process_index: int | None, process_count: int | None) -> tup
   return process_index, process_count
 
 
+def prepare_data(data_cfg) -> None:
+  """Builds everything the config's sources read (the built-in corpus, the token stores of every split).
+
+  Optional: the stream and the evaluation batches build what they need on first use. A no-op when cached.
+  """
+  tokenizers.check_tokenizer_spec(data_cfg.tokenizer)
+  pretokenize.token_stores(data_cfg, config_lib.train_specs(data_cfg) + config_lib.held_out_specs(data_cfg),
+                           splits.TRAIN)
+
+
 def make_train_stream(data_cfg, *, num_inner_steps: int, global_batch_size: int, seq_len: int, seed: int,
                       process_index: int | None = None, process_count: int | None = None) -> grain.DatasetIterator:
   """The endless stream of outer-step batches of this process.

@@ -152,22 +152,24 @@ def train_sentencepiece(texts: Iterable[str], model_prefix: str, *, vocab_size: 
   if model_type not in ("bpe", "unigram"):
     raise ValueError(f"model_type={model_type!r} is not 'bpe' or 'unigram'.")
   sentencepiece = _import_sentencepiece()
-  sentencepiece.SentencePieceTrainer.train(
-      sentence_iterator=iter(texts),
-      model_prefix=model_prefix,
-      vocab_size=vocab_size,
-      model_type=model_type,
-      pad_id=PAD_ID,
-      bos_id=BOS_ID,
-      eos_id=EOS_ID,
-      unk_id=NUM_SPECIAL_IDS,
-      byte_fallback=True,
-      normalization_rule_name="identity",
-      add_dummy_prefix=False,
-      remove_extra_whitespaces=False,
-      split_digits=True,
-      allow_whitespace_only_pieces=True,
-      max_sentence_length=1 << 16,
-      num_threads=os.cpu_count() or 1,
-  )
+  with open(os.devnull, "w", encoding="utf-8") as quiet:  # the trainer logs hundreds of lines otherwise
+    sentencepiece.SentencePieceTrainer.train(
+        logstream=quiet,
+        sentence_iterator=iter(texts),
+        model_prefix=model_prefix,
+        vocab_size=vocab_size,
+        model_type=model_type,
+        pad_id=PAD_ID,
+        bos_id=BOS_ID,
+        eos_id=EOS_ID,
+        unk_id=NUM_SPECIAL_IDS,
+        byte_fallback=True,
+        normalization_rule_name="identity",
+        add_dummy_prefix=False,
+        remove_extra_whitespaces=False,
+        split_digits=True,
+        allow_whitespace_only_pieces=True,
+        max_sentence_length=1 << 16,
+        num_threads=os.cpu_count() or 1,
+    )
   return model_prefix + ".model"

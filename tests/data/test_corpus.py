@@ -19,9 +19,9 @@ from tests.data import fixtures
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def run_python(code: str) -> str:
+def run_python(code: str, *args: str) -> str:
   env = {**os.environ, "PYTHONPATH": REPO_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), "JAX_PLATFORMS": "cpu"}
-  result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, cwd=REPO_ROOT,
+  result = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], env=env, cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=300, check=False)
   if result.returncode:
     raise AssertionError(f"subprocess failed:\n{result.stdout}\n{result.stderr}")
@@ -129,20 +129,32 @@ class NoTensorFlowTest(absltest.TestCase):
     """)
     self.assertIn("tensorflow imported: False", output)
 
-  def test_launcher_prints_the_summary(self):
+  def test_launcher_prints_the_summary_and_rebuilds(self):
     corpus_dir = os.path.join(fixtures.scratch_dir(), "launcher-corpus")
     code = f"""
         import sys
         from absl import app
         from launch import build_corpus
-        sys.argv = ["build_corpus", "--corpus_dir={corpus_dir}", "--bytes_per_source=10000"]
+        sys.argv = ["build_corpus", "--corpus_dir={corpus_dir}", "--bytes_per_source=10000", *sys.argv[1:]]
         app.run(build_corpus.main)
     """
     output = run_python(code)
     for name in data_lib.BUILTIN_SOURCES:
       self.assertIn(name, output)
+      self.assertEqual(output.count(f"corpus: built {name} ("), 1)  # one progress line per source
+      self.assertEqual(output.count(f"tokenized {name} (byte): "), 1)
     self.assertIn("built in", output)
-    self.assertIn("reused the cached corpus", run_python(code))
+    for noise in ("Downloading and preparing", "Generating", "%|", "Subsequent calls"):  # TFDS banners and bars
+      self.assertNotIn(noise, output)
+    again = run_python(code)
+    self.assertIn("reused the cached corpus", again)
+    self.assertNotIn("tokenized", again)
+    summary = data_lib.build_corpus(corpus_dir, bytes_per_source=10_000, seed=0)
+    with open(os.path.join(summary["path"], "summary.json"), "w") as f:
+      f.write("{")  # damaged
+    rebuilt = run_python(code, "--rebuild")
+    self.assertIn("built in", rebuilt)
+    self.assertIn("tokenized code (byte)", rebuilt)
 
 
 if __name__ == "__main__":
