@@ -14,7 +14,12 @@ Teacher forcing scores the reference continuation itself, token by token, given 
 No generation: the prompt, the completion without the answer, and the answer are encoded separately
 (the generation boundary is the prompt's end, as in ``launch.evaluate``'s greedy decoding) and
 concatenated after a BOS token; problems are padded into fixed ``[chunk_size, L]`` arrays, so one jitted
-forward pass per chunk scores every token, compiled once per call. Reference: GSM8k-style answer scoring
+forward pass per chunk scores every token, compiled once per call. A problem longer than the context
+``max_len`` (pass the length the model was trained on: positions beyond it were never trained) keeps
+its last ``max_len`` + 1 tokens, the window that ends at the answer, as a sliding-window evaluation does:
+its first prompt tokens are dropped and, if the completion itself is longer than the window, only the
+completion's tokens inside it are scored. ``downstream/<task>/truncated`` is the fraction of such
+problems. Reference: GSM8k-style answer scoring
 in Chen et al. (2026), arXiv:2604.09258; teacher-forced likelihood as a smoother proxy for accuracy
 (Schaeffer et al., *Are Emergent Abilities of Large Language Models a Mirage?*, NeurIPS 2023).
 """
@@ -30,7 +35,7 @@ from nexus.data import word_problems
 
 LogitsFn = Callable[[Any, jax.Array], jax.Array]
 Encode = Callable[[str], list[int]]
-METRICS = ("completion_nll", "completion_token_accuracy", "answer_nll", "answer_token_accuracy")
+METRICS = ("completion_nll", "completion_token_accuracy", "answer_nll", "answer_token_accuracy", "truncated")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,12 +67,19 @@ def math_forced_task(family: str, *, num: int, seed: int, split: str) -> ForcedT
                     completions=tuple(e.completion for e in examples), answers=tuple(e.answer for e in examples))
 
 
-def _encode(encode: Encode, bos_id: int, prompt: str, completion: str, answer: str) -> tuple[list[int], int, int]:
-  """Token ids ``[BOS] prompt body answer`` and where the completion and the answer start."""
+def _encode(encode: Encode, bos_id: int, max_len: int, prompt: str, completion: str,
+            answer: str) -> tuple[list[int], int, int, bool]:
+  """Token ids ``[BOS] prompt body answer`` (their last ``max_len + 1``), where completion and answer start in
+  them, and whether the front was cut."""
   prefix = [bos_id] + list(encode(prompt))
   body = list(encode(completion[:len(completion) - len(answer)]))
   final = list(encode(answer))
-  return prefix + body + final, len(prefix), len(prefix) + len(body)
+  ids, completion_start, answer_start = prefix + body + final, len(prefix), len(prefix) + len(body)
+  cut = max(0, len(ids) - (max_len + 1))
+  if answer_start - cut < 1:
+    raise ValueError(f"answer {answer!r} is {len(final)} tokens, more than max_len={max_len} can score; use a longer "
+                     "context.")
+  return ids[cut:], max(completion_start - cut, 1), answer_start - cut, cut > 0
 
 
 def _chunk_scores(logits_fn: LogitsFn):
@@ -92,7 +104,8 @@ def make_teacher_forced(logits_fn: LogitsFn, encode: Encode, *, bos_id: int, max
     logits_fn: ``logits_fn(params, tokens int32[B, L]) -> float[B, L, V]``, next-token scores.
     encode: text -> token ids, without BOS/EOS (the tokenizer the model was trained with).
     bos_id: the id that starts every training document.
-    max_len: the longest input the model takes (``model.max_seq_len``); a longer problem is an error.
+    max_len: the context the model is scored with (its training ``seq_len``): longer problems keep their
+      last ``max_len + 1`` tokens.
     chunk_size: problems per forward pass (the last chunk is padded with empty rows).
   """
   if not isinstance(chunk_size, int) or chunk_size < 1:
@@ -103,12 +116,9 @@ def make_teacher_forced(logits_fn: LogitsFn, encode: Encode, *, bos_id: int, max
     names = [task.name for task in tasks]
     if not tasks or len(set(names)) != len(names):
       raise ValueError(f"task names {names} must be at least one and distinct.")
-    encoded = {task.name: [_encode(encode, bos_id, *example)
+    encoded = {task.name: [_encode(encode, bos_id, max_len, *example)
                            for example in zip(task.prompts, task.completions, task.answers)] for task in tasks}
-    longest = max(len(ids) for rows in encoded.values() for ids, _, _ in rows)
-    if longest - 1 > max_len:
-      raise ValueError(f"a problem is {longest - 1} input tokens, more than max_len={max_len}; use a model with a "
-                       "longer max_seq_len or shorter problems.")
+    longest = max(len(row[0]) for rows in encoded.values() for row in rows)
     length = min(max_len, -(-(longest - 1) // 32) * 32)  # one shape for every chunk: one compilation
     metrics = {}
     for name, rows in encoded.items():
@@ -117,19 +127,20 @@ def make_teacher_forced(logits_fn: LogitsFn, encode: Encode, *, bos_id: int, max
         chunk = rows[start:start + chunk_size]
         tokens = np.zeros((chunk_size, length + 1), np.int32)
         masks = np.zeros((2, chunk_size, length), np.float32)
-        for row, (ids, completion_start, answer_start) in enumerate(chunk):
+        for row, (ids, completion_start, answer_start, _) in enumerate(chunk):
           tokens[row, :len(ids)] = ids
           masks[0, row, completion_start - 1:len(ids) - 1] = 1.0  # target j is token j + 1
           masks[1, row, answer_start - 1:len(ids) - 1] = 1.0
         values = jax.device_get(scores_fn(params, jnp.asarray(tokens), jnp.asarray(masks[0]), jnp.asarray(masks[1])))
         sums[start:start + len(chunk)] = np.stack(values, axis=-1)[:len(chunk)]
-      completion_tokens = np.asarray([len(ids) - start for ids, start, _ in rows], np.float64)
-      answer_tokens = np.asarray([len(ids) - start for ids, _, start in rows], np.float64)
+      completion_tokens = np.asarray([len(ids) - start for ids, start, _, _ in rows], np.float64)
+      answer_tokens = np.asarray([len(ids) - start for ids, _, start, _ in rows], np.float64)
       per_problem = {
           "completion_nll": sums[:, 0] / completion_tokens,
           "completion_token_accuracy": sums[:, 1] / completion_tokens,
           "answer_nll": sums[:, 2],
           "answer_token_accuracy": sums[:, 3] / answer_tokens,
+          "truncated": np.asarray([row[3] for row in rows], np.float64),
       }
       metrics.update({f"downstream/{name}/{key}": float(np.mean(per_problem[key])) for key in METRICS})
     return metrics

@@ -34,6 +34,7 @@ def reference_metrics(table, task):
       hits = [np.argmax(log_probs[ids[j - 1]]) == ids[j] for j in range(start, len(ids))]
       rows[f"{key}_nll"].append(np.mean(nll) if key == "completion" else np.sum(nll))
       rows[f"{key}_token_accuracy"].append(np.mean(hits))
+  rows["truncated"] = [0.0]
   return {f"downstream/{task.name}/{key}": np.mean(values) for key, values in rows.items()}
 
 
@@ -53,6 +54,24 @@ class TeacherForcedTest(absltest.TestCase):
       self.assertEqual(set(got), set(expected))
       for key, value in expected.items():
         np.testing.assert_allclose(got[key], value, rtol=1e-5, err_msg=key)
+
+  def test_long_problems_keep_the_window_that_ends_at_the_answer(self):
+    table = np.random.default_rng(1).normal(0.0, 2.0, (VOCAB, VOCAB)).astype(np.float32)
+    full = teacher_forced.make_teacher_forced(bigram_logits, TOKENIZER.encode, bos_id=tokenizers.BOS_ID,
+                                              max_len=64)(jnp.asarray(table), [TASK])
+    # A window of exactly the completion plus one prompt token: the bigram's scores are unchanged.
+    window = max(len(TOKENIZER.encode(c)) for c in TASK.completions) + 1
+    cut = teacher_forced.make_teacher_forced(bigram_logits, TOKENIZER.encode, bos_id=tokenizers.BOS_ID,
+                                             max_len=window)(jnp.asarray(table), [TASK])
+    self.assertEqual(cut.pop("downstream/toy/truncated"), 1.0)
+    self.assertEqual(full.pop("downstream/toy/truncated"), 0.0)
+    for key, value in full.items():
+      np.testing.assert_allclose(cut[key], value, rtol=1e-5, err_msg=key)
+    # A window shorter than the completion scores the completion's last tokens only.
+    short = teacher_forced.make_teacher_forced(bigram_logits, TOKENIZER.encode, bos_id=tokenizers.BOS_ID,
+                                               max_len=4)(jnp.asarray(table), [TASK])
+    np.testing.assert_allclose(short["downstream/toy/answer_nll"], full["downstream/toy/answer_nll"], rtol=1e-5)
+    self.assertNotAlmostEqual(short["downstream/toy/completion_nll"], full["downstream/toy/completion_nll"])
 
   def test_uniform_model_has_log_vocab_nll_and_no_hits(self):
     uniform = lambda params, tokens: jnp.zeros(tokens.shape + (VOCAB,))
@@ -94,8 +113,10 @@ class TeacherForcedTest(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, "chunk_size"):
       teacher_forced.make_teacher_forced(bigram_logits, TOKENIZER.encode, bos_id=1, max_len=8, chunk_size=0)
     score = teacher_forced.make_teacher_forced(bigram_logits, TOKENIZER.encode, bos_id=1, max_len=8)
+    long_answer = teacher_forced.ForcedTask(name="x", prompts=("a",), completions=(" 123456789",),
+                                            answers=("123456789",))
     with self.assertRaisesRegex(ValueError, "max_len=8"):
-      score(jnp.zeros((VOCAB, VOCAB)), [TASK])
+      score(jnp.zeros((VOCAB, VOCAB)), [long_answer])
     with self.assertRaisesRegex(ValueError, "distinct"):
       score(jnp.zeros((VOCAB, VOCAB)), [TASK, TASK])
 
