@@ -41,6 +41,18 @@ def optimizer_config() -> ml_collections.ConfigDict:
   })
 
 
+def model_config(preset) -> ml_collections.ConfigDict:
+  """The model section: a preset's fields; the unset optional ones (None) are int placeholders.
+
+  A placeholder keeps a derived value derived (``head_dim``, ``num_kv_heads``: overriding ``d_model``
+  or ``num_heads`` re-derives them) while ``--config.model.head_dim=64`` still parses as an int.
+  """
+  return ml_collections.ConfigDict({
+      name: ml_collections.config_dict.placeholder(int) if value is None else value
+      for name, value in dataclasses.asdict(preset).items()
+  })
+
+
 def base_config(model_preset: str) -> ml_collections.ConfigDict:
   """A complete config for the model preset ``model_preset`` with the built-in corpus."""
   # Imported here so that merely listing configs does not load JAX.
@@ -50,7 +62,7 @@ def base_config(model_preset: str) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.name = model_preset
   config.seed = 0
-  config.model = ml_collections.ConfigDict(dataclasses.asdict(presets.PRESETS[model_preset]))
+  config.model = model_config(presets.PRESETS[model_preset])
   config.data = data_lib.default_data_config()
   config.opt = optimizer_config()
   config.train = ml_collections.ConfigDict({
@@ -60,6 +72,7 @@ def base_config(model_preset: str) -> ml_collections.ConfigDict:
       "seq_len": 128,
       "log_every": 10,
       "nonfinite": "skip",  # skip | stop
+      "max_skipped_fraction": 0.1,  # more skipped steps than this share (or all) fail the run (exit code 3)
   })
   config.eval = ml_collections.ConfigDict({
       "every": 50,

@@ -13,6 +13,11 @@ import jax
 
 DTYPES = ("float32", "bfloat16")
 
+# How attention is computed (``nexus.model.layers.attend``): "einsum" is the plain score/softmax/value
+# computation; "xla" is ``jax.nn.dot_product_attention``'s reference path; "cudnn" is its fused
+# (flash) kernel, NVIDIA GPUs only, bfloat16 compute.
+ATTENTION_IMPLEMENTATIONS = ("einsum", "xla", "cudnn")
+
 # Rematerialization policies by name (``jax.checkpoint_policies``); "none" disables remat and "full"
 # saves nothing (recomputes the whole layer in the backward pass).
 REMAT_POLICIES = {
@@ -20,6 +25,11 @@ REMAT_POLICIES = {
     "full": jax.checkpoint_policies.nothing_saveable,
     "dots_saveable": jax.checkpoint_policies.dots_saveable,
     "dots_with_no_batch_dims_saveable": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    # Keeps the tensors the blocks tag with ``checkpoint_name`` (see ``nexus.model.layers``): the
+    # attention inputs and output and the MLP input, so the backward pass recomputes only elementwise
+    # work and the MLP/output matmuls.
+    "save_qkv_attention": jax.checkpoint_policies.save_only_these_names(
+        "query", "key", "value", "attention"),
 }
 
 
@@ -54,9 +64,12 @@ class ModelConfig:
     num_heads: query heads.
     mlp_dim: hidden width of the SwiGLU MLP.
     num_kv_heads: key/value heads (grouped-query attention, Ainslie et al. 2023, arXiv:2305.13245);
-      None means ``num_heads`` (multi-head attention). Must divide ``num_heads``.
+      None means ``num_heads`` (multi-head attention). Must divide ``num_heads``. Stored as given
+      (None stays None, so overriding ``num_heads`` alone keeps multi-head attention); read the
+      resolved value from ``kv_heads``.
     head_dim: width of each head; None means ``d_model // num_heads`` (then ``num_heads`` must divide
-      ``d_model``). Resolved to an int at construction. Must be even (rotary embeddings rotate pairs).
+      ``d_model``). Stored as given, so overriding ``d_model`` or ``num_heads`` re-derives it; read
+      the resolved value from ``head_size``. Must be even (rotary embeddings rotate pairs).
     max_seq_len: the longest sequence the model accepts (inputs and generation buffers).
     tie_embeddings: use the input embedding matrix as the output projection (Press & Wolf 2017).
     rope_theta: base of the rotary position embedding frequencies (Su et al. 2021, arXiv:2104.09864).
@@ -65,6 +78,13 @@ class ModelConfig:
     remat: rematerialization policy of each block, a key of ``REMAT_POLICIES``.
     scan_layers: run the blocks with ``jax.lax.scan`` (compile time independent of depth) instead of an
       unrolled Python loop. The parameter layout (stacked over a ``layers`` axis) is the same either way.
+    scan_unroll: blocks per scan iteration (``jax.lax.scan``'s ``unroll``); must divide
+      ``num_layers``. Larger values trade compile time for fewer loop iterations.
+    attention: a key of ``ATTENTION_IMPLEMENTATIONS``; "cudnn" needs ``compute_dtype="bfloat16"`` and
+      a GPU, and applies to training and evaluation (generation with a KV cache uses "xla").
+    loss_chunk_size: if set, the training loss computes the output logits and their cross entropy
+      this many positions at a time (and recomputes them in the backward pass), so the float32
+      ``[B, L, V]`` logits and their gradient are never materialized whole. None: all at once.
     init_std: standard deviation of the normal initializer of every matrix; the two projections that
       write into the residual stream are further scaled by 1/sqrt(2·num_layers) (GPT-2, Radford et al.
       2019).
@@ -84,32 +104,54 @@ class ModelConfig:
   compute_dtype: str = "float32"
   remat: str = "none"
   scan_layers: bool = True
+  scan_unroll: int = 1
+  attention: str = "einsum"
+  loss_chunk_size: Optional[int] = None
   init_std: float = 0.02
 
   def __post_init__(self):
     for name in ("vocab_size", "num_layers", "d_model", "num_heads", "mlp_dim", "max_seq_len"):
       _check_positive_int(name, getattr(self, name))
-    if self.num_kv_heads is None:
-      object.__setattr__(self, "num_kv_heads", self.num_heads)
-    _check_positive_int("num_kv_heads", self.num_kv_heads)
-    if self.num_heads % self.num_kv_heads:
-      raise ValueError(f"ModelConfig.num_kv_heads={self.num_kv_heads} does not divide num_heads={self.num_heads}; "
-                       "use a divisor of num_heads.")
+    if self.num_kv_heads is not None:
+      _check_positive_int("num_kv_heads", self.num_kv_heads)
+      if self.num_heads % self.num_kv_heads:
+        raise ValueError(f"ModelConfig.num_kv_heads={self.num_kv_heads} does not divide num_heads={self.num_heads}; "
+                         "use a divisor of num_heads.")
     if self.head_dim is None:
       if self.d_model % self.num_heads:
         raise ValueError(f"ModelConfig.num_heads={self.num_heads} does not divide d_model={self.d_model}; "
                          "change one of them or set head_dim explicitly.")
-      object.__setattr__(self, "head_dim", self.d_model // self.num_heads)
-    _check_positive_int("head_dim", self.head_dim)
-    if self.head_dim % 2:
-      raise ValueError(f"ModelConfig.head_dim={self.head_dim} must be even (rotary embeddings rotate pairs).")
+    else:
+      _check_positive_int("head_dim", self.head_dim)
+    if self.head_size % 2:
+      raise ValueError(f"ModelConfig.head_dim={self.head_size} must be even (rotary embeddings rotate pairs).")
     _check_bool("tie_embeddings", self.tie_embeddings)
     _check_bool("scan_layers", self.scan_layers)
+    _check_positive_int("scan_unroll", self.scan_unroll)
+    if self.num_layers % self.scan_unroll:
+      raise ValueError(f"ModelConfig.scan_unroll={self.scan_unroll} does not divide num_layers={self.num_layers}; "
+                       "use a divisor of num_layers.")
+    _check_choice("attention", self.attention, ATTENTION_IMPLEMENTATIONS)
+    if self.attention == "cudnn" and self.compute_dtype != "bfloat16":
+      raise ValueError(f"ModelConfig.attention='cudnn' needs compute_dtype='bfloat16', not {self.compute_dtype!r}; "
+                       "set compute_dtype or use attention='einsum'.")
+    if self.loss_chunk_size is not None:
+      _check_positive_int("loss_chunk_size", self.loss_chunk_size)
     _check_positive_number("rope_theta", self.rope_theta)
     _check_positive_number("init_std", self.init_std)
     _check_choice("param_dtype", self.param_dtype, DTYPES)
     _check_choice("compute_dtype", self.compute_dtype, DTYPES)
     _check_choice("remat", self.remat, REMAT_POLICIES)
+
+  @property
+  def kv_heads(self) -> int:
+    """Key/value heads: ``num_kv_heads``, or ``num_heads`` when that is None."""
+    return self.num_heads if self.num_kv_heads is None else self.num_kv_heads
+
+  @property
+  def head_size(self) -> int:
+    """Width of each head: ``head_dim``, or ``d_model // num_heads`` when that is None."""
+    return self.d_model // self.num_heads if self.head_dim is None else self.head_dim
 
   @classmethod
   def from_dict(cls, values: Mapping[str, Any]) -> "ModelConfig":

@@ -1,10 +1,14 @@
 """The pieces of one LLaMA-style block: RMSNorm, rotary embeddings, attention, SwiGLU MLP.
 
 Parameters are stored in ``config.param_dtype`` and cast to ``config.compute_dtype`` where they are
-used; normalization and rotary embeddings are computed in float32. Every ``nnx.Param`` carries its
+used; normalization and the softmax are computed in float32. Every ``nnx.Param`` carries its
 logical axis names in the ``out_sharding`` metadata (Flax's current name for the ``sharding``
 annotation), with ``eager_sharding=False``: the names are logical, and ``nexus.model.sharding`` maps
 them to mesh axes, so creating a module never needs a mesh.
+
+Tensors that a named rematerialization policy may keep are tagged with
+``jax.ad_checkpoint.checkpoint_name``: ``query``, ``key``, ``value`` (after the rotary embedding) and
+``attention`` (the attended values, before the output projection).
 """
 
 import math
@@ -12,14 +16,18 @@ from typing import Optional
 
 from flax import nnx
 import jax
+from jax.ad_checkpoint import checkpoint_name
 import jax.numpy as jnp
 
+from nexus.model import sharding
 from nexus.model.config import ModelConfig
 
 NORM_EPS = 1e-6
 
 # A layer's key/value cache: (keys, values), each ``[batch, max_len, kv_heads, head_dim]``.
 LayerCache = tuple[jax.Array, jax.Array]
+# Rotary tables (cos, sin), each ``[batch, T, 1, head_dim / 2]`` in the compute dtype.
+RotaryTables = tuple[jax.Array, jax.Array]
 
 
 def logical_param(value: jax.Array, axes: tuple[str, ...]) -> nnx.Param:
@@ -48,42 +56,78 @@ class RMSNorm(nnx.Module):
     return (normed * self.scale[...].astype(jnp.float32)).astype(self.compute_dtype)
 
 
-def rotary_embedding(x: jax.Array, positions: jax.Array, theta: float) -> jax.Array:
-  """Rotates the two halves of each head of ``x [B, T, heads, head_dim]`` by ``positions [B, T]``.
+def rotary_tables(positions: jax.Array, config: ModelConfig) -> RotaryTables:
+  """cos and sin of the rotary angles at ``positions [B, T]``, computed once per forward pass.
 
-  RoPE (Su et al. 2021, arXiv:2104.09864) in the "rotate half" layout of GPT-NeoX/LLaMA: dimension i
-  pairs with i + head_dim/2 at frequency theta^(-2i/head_dim). Attention scores then depend only on
-  the distance between positions, which is why left/right padding choices never shift them.
+  RoPE (Su et al. 2021, arXiv:2104.09864): dimension pair i rotates at frequency
+  theta^(-2i/head_dim). The angles are computed in float32, the tables stored in the compute dtype.
   """
-  half = x.shape[-1] // 2
-  frequencies = theta ** (-jnp.arange(half, dtype=jnp.float32) * 2.0 / x.shape[-1])
+  half = config.head_size // 2
+  frequencies = config.rope_theta ** (-jnp.arange(half, dtype=jnp.float32) * 2.0 / config.head_size)
   angles = positions.astype(jnp.float32)[:, :, None, None] * frequencies
-  cos, sin = jnp.cos(angles), jnp.sin(angles)
-  first, second = x[..., :half].astype(jnp.float32), x[..., half:].astype(jnp.float32)
-  rotated = jnp.concatenate([first * cos - second * sin, second * cos + first * sin], axis=-1)
-  return rotated.astype(x.dtype)
+  return jnp.cos(angles).astype(config.compute_dtype), jnp.sin(angles).astype(config.compute_dtype)
+
+
+def apply_rotary(x: jax.Array, tables: RotaryTables) -> jax.Array:
+  """Rotates the two halves of each head of ``x [B, T, heads, head_dim]`` ("rotate half", GPT-NeoX/LLaMA).
+
+  Dimension i pairs with i + head_dim/2. Attention scores then depend only on the distance between
+  positions, which is why left/right padding choices never shift them.
+  """
+  cos, sin = tables
+  half = x.shape[-1] // 2
+  first, second = x[..., :half], x[..., half:]
+  return jnp.concatenate([first * cos - second * sin, second * cos + first * sin], axis=-1)
+
+
+def attend(query: jax.Array, key: jax.Array, value: jax.Array, implementation: str,
+           mask: Optional[jax.Array] = None) -> jax.Array:
+  """Scaled dot-product attention of ``query [B, T, N, H]`` over ``key, value [B, S, K, H]``.
+
+  Query head n reads key/value head n // (N / K) (grouped-query attention). With ``mask`` None the
+  attention is causal (T == S); otherwise ``mask [B, T, S]`` says which keys each query sees.
+
+  Args:
+    implementation: "einsum": scores in float32 from compute-dtype inputs, a causal/padding mask, a
+      float32 softmax and the weighted sum of values, as plain einsums that XLA fuses on every backend;
+      "xla" or "cudnn": ``jax.nn.dot_product_attention`` with that implementation (cuDNN's fused
+      flash-attention kernel never materializes the ``[B, N, T, S]`` scores).
+  """
+  if implementation != "einsum":
+    if implementation == "cudnn" and jax.default_backend() != "gpu":
+      raise ValueError(f"attention='cudnn' needs an NVIDIA GPU, not the {jax.default_backend()} backend; "
+                       "use attention='einsum' or 'xla'.")
+    if mask is None:
+      return jax.nn.dot_product_attention(query, key, value, is_causal=True, implementation=implementation)
+    return jax.nn.dot_product_attention(query, key, value, mask=mask[:, None], implementation=implementation)
+  b, t, n, h = query.shape
+  k = key.shape[2]
+  grouped = query.reshape(b, t, k, n // k, h)
+  scores = jnp.einsum("btkgh,bskh->bkgts", grouped, key, preferred_element_type=jnp.float32)
+  scores = scores / math.sqrt(h)
+  if mask is None:
+    mask = jnp.tril(jnp.ones((t, key.shape[1]), bool))[None]
+  scores = jnp.where(mask[:, None, None], scores, jnp.finfo(jnp.float32).min)
+  weights = jax.nn.softmax(scores, axis=-1).astype(value.dtype)
+  return jnp.einsum("bkgts,bskh->btkgh", weights, value).reshape(b, t, n, h)
 
 
 class Attention(nnx.Module):
-  """Causal multi-head or grouped-query attention with rotary positions.
-
-  Query head n reads key/value head n // (num_heads / num_kv_heads), the grouping of
-  ``jax.nn.dot_product_attention``, which picks a fused kernel where one exists (``implementation=None``).
-  """
+  """Causal multi-head or grouped-query attention with rotary positions (see ``attend``)."""
 
   def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
-    d, n, k, h = config.d_model, config.num_heads, config.num_kv_heads, config.head_dim
+    d, n, k, h = config.d_model, config.num_heads, config.kv_heads, config.head_size
     std, out_std = config.init_std, config.init_std / math.sqrt(2 * config.num_layers)
     self.query = normal_param(rngs, (d, n, h), ("embed", "heads", "head_dim"), std, config.param_dtype)
     self.key = normal_param(rngs, (d, k, h), ("embed", "kv_heads", "head_dim"), std, config.param_dtype)
     self.value = normal_param(rngs, (d, k, h), ("embed", "kv_heads", "head_dim"), std, config.param_dtype)
     self.out = normal_param(rngs, (n, h, d), ("heads", "head_dim", "embed"), out_std, config.param_dtype)
     self.compute_dtype = config.compute_dtype
-    self.rope_theta = config.rope_theta
+    self.implementation = config.attention
 
-  def __call__(self, x: jax.Array, positions: jax.Array,
+  def __call__(self, x: jax.Array, rotary: RotaryTables, positions: jax.Array,
                cache: Optional[LayerCache]) -> tuple[jax.Array, Optional[LayerCache]]:
-    """Attends ``x [B, T, D]`` at ``positions [B, T]``.
+    """Attends ``x [B, T, D]`` at ``positions [B, T]`` (``rotary``: their tables).
 
     Without a cache the T tokens attend causally among themselves. With a cache, their keys and values
     are first written at their positions, then each token attends to every cached position up to its
@@ -91,16 +135,19 @@ class Attention(nnx.Module):
     """
     dtype = self.compute_dtype
     project = lambda w: jnp.einsum("btd,dnh->btnh", x, w[...].astype(dtype))
-    query = rotary_embedding(project(self.query), positions, self.rope_theta)
-    key = rotary_embedding(project(self.key), positions, self.rope_theta)
-    value = project(self.value)
+    heads = ("batch", "length", "heads", "head_dim")
+    query = checkpoint_name(sharding.constrain(apply_rotary(project(self.query), rotary), heads), "query")
+    key = checkpoint_name(apply_rotary(project(self.key), rotary), "key")
+    value = checkpoint_name(project(self.value), "value")
     if cache is None:
-      attended = jax.nn.dot_product_attention(query, key, value, is_causal=True, implementation=None)
+      attended = attend(query, key, value, self.implementation)
     else:
       rows = jnp.arange(x.shape[0])[:, None]
       cache = (cache[0].at[rows, positions].set(key), cache[1].at[rows, positions].set(value))
       visible = jnp.arange(cache[0].shape[1]) <= positions[:, :, None]  # [B, T, max_len]
-      attended = jax.nn.dot_product_attention(query, *cache, mask=visible[:, None], implementation=None)
+      implementation = "xla" if self.implementation == "cudnn" else self.implementation
+      attended = attend(query, *cache, implementation, mask=visible)
+    attended = checkpoint_name(sharding.constrain(attended, heads), "attention")
     return jnp.einsum("btnh,nhd->btd", attended, self.out[...].astype(dtype)), cache
 
 
@@ -118,6 +165,7 @@ class MLP(nnx.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     dtype = self.compute_dtype
     hidden = jax.nn.silu(x @ self.gate[...].astype(dtype)) * (x @ self.up[...].astype(dtype))
+    hidden = sharding.constrain(hidden, ("batch", "length", "mlp"))
     return hidden @ self.down[...].astype(dtype)
 
 
@@ -130,8 +178,9 @@ class Block(nnx.Module):
     self.mlp_norm = RMSNorm(config)
     self.mlp = MLP(config, rngs=rngs)
 
-  def __call__(self, x: jax.Array, positions: jax.Array,
+  def __call__(self, x: jax.Array, rotary: RotaryTables, positions: jax.Array,
                cache: Optional[LayerCache]) -> tuple[jax.Array, Optional[LayerCache]]:
-    attended, cache = self.attention(self.attention_norm(x), positions, cache)
-    x = x + attended
-    return x + self.mlp(self.mlp_norm(x)), cache
+    residual = ("batch", "length", "embed")
+    attended, cache = self.attention(self.attention_norm(x), rotary, positions, cache)
+    x = sharding.constrain(x + attended, residual)
+    return sharding.constrain(x + self.mlp(self.mlp_norm(x)), residual), cache

@@ -7,6 +7,12 @@ or a tuple of mesh axes, as in MaxText's ``logical_axis_rules``. The default rul
 ``heads``, ``kv_heads``, ``vocab``), keep ``layers`` whole so a scan slices locally, and split the batch
 over ``data`` × ``fsdp``.
 
+Activations are constrained at block boundaries with ``constrain`` (logical names ``batch``,
+``length``, ``embed``, ``heads``, ``mlp``, ``vocab``) when the program is traced under a mesh
+(``jax.set_mesh(mesh)``); without a mesh it is the identity, so the model runs unchanged on one device.
+In activations a mesh axis already used by an earlier dimension is skipped (``batch`` takes
+``data`` x ``fsdp``, so ``embed``, which shards weights over ``fsdp``, stays whole in activations).
+
 Divisibility policy: a mesh axis that does not divide the dimension it would split is DROPPED for that
 dimension (that dimension is replicated over it instead) and a warning lists every such case. This keeps
 e.g. the byte vocabulary (259 ids) usable on a mesh with ``tensor=2``; a warning about a large model says
@@ -29,6 +35,7 @@ Rules = Sequence[tuple[str, MeshAxes]]
 
 DEFAULT_RULES: tuple[tuple[str, MeshAxes], ...] = (
     ("batch", ("data", "fsdp")),
+    ("length", None),
     ("vocab", "tensor"),
     ("embed", "fsdp"),
     ("mlp", "tensor"),
@@ -71,10 +78,13 @@ def _divisible_prefix(axes: tuple[str, ...], size: int, mesh: MeshLike) -> tuple
 
 
 def partition_spec(logical_axes: Sequence[Optional[str]], shape: Sequence[int], mesh: MeshLike,
-                   rules: Rules = DEFAULT_RULES, *, name: str = "array") -> tuple[PartitionSpec, list[str]]:
+                   rules: Rules = DEFAULT_RULES, *, name: str = "array",
+                   skip_used_axes: bool = False) -> tuple[PartitionSpec, list[str]]:
   """The ``PartitionSpec`` of an array of ``shape`` with ``logical_axes``, and the drops it made.
 
   Returns ``(spec, dropped)`` where ``dropped`` describes each mesh axis left out for divisibility.
+  A mesh axis wanted by two dimensions is an error, unless ``skip_used_axes`` (activations), where
+  the later dimension does without it.
   """
   table = _rule_table(rules, mesh)
   if len(logical_axes) != len(shape):
@@ -87,6 +97,8 @@ def partition_spec(logical_axes: Sequence[Optional[str]], shape: Sequence[int], 
     if logical not in table:
       raise ValueError(f"{name}: logical axis {logical!r} has no sharding rule; add one (None = replicated).")
     wanted = table[logical]
+    if skip_used_axes:
+      wanted = tuple(axis for axis in wanted if axis not in used)
     reused = used.intersection(wanted)
     if reused:
       raise ValueError(f"{name}: mesh axes {sorted(reused)} are used by two dimensions of {tuple(logical_axes)}; "
@@ -138,3 +150,16 @@ def batch_sharding(mesh: MeshLike, *, leading_dims: int = 0, rules: Rules = DEFA
     raise ValueError("the sharding rules have no 'batch' rule; add one, e.g. ('batch', ('data', 'fsdp')).")
   axes = table["batch"]
   return NamedSharding(mesh, PartitionSpec(*([None] * leading_dims), axes or None, None))
+
+
+def constrain(x: jax.Array, logical_axes: Sequence[Optional[str]], rules: Rules = DEFAULT_RULES) -> jax.Array:
+  """``x`` constrained to the sharding its logical axes map to on the current mesh (if any).
+
+  Used on activations inside the model; the identity when no mesh is set (``jax.set_mesh``), so
+  single-device code and tests need no mesh. Dimensions a mesh axis does not divide stay whole.
+  """
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty:
+    return x
+  spec, _ = partition_spec(logical_axes, x.shape, mesh, rules, name="activation", skip_used_axes=True)
+  return jax.lax.with_sharding_constraint(x, spec)

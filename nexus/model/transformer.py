@@ -2,10 +2,11 @@
 
 The blocks are created once with ``nnx.vmap``, so every block parameter has a leading ``layers``
 dimension (logical axis ``layers``). The forward pass runs them with ``jax.lax.scan`` over that axis
-(``scan_layers=True``: one traced block, compile time independent of depth, as in MaxText) or with an
-unrolled Python loop over slices of the same arrays (``scan_layers=False``), so both modes share one
-parameter layout and one checkpoint format. Each block is wrapped in ``jax.checkpoint`` with the
-configured rematerialization policy.
+(``scan_layers=True``: one traced block, or ``scan_unroll`` blocks, per iteration, so compile time
+does not grow with depth, as in MaxText) or with an unrolled Python loop over slices of the same arrays
+(``scan_layers=False``), so both modes share one parameter layout and one checkpoint format. Each block
+is wrapped in ``jax.checkpoint`` with the configured rematerialization policy. The rotary tables are
+computed once per forward pass and shared by every block.
 
 Two entry points: ``model(tokens)`` for training and evaluation (causal attention among the given
 tokens) and ``model.decode(tokens, positions, cache)`` for generation with a key/value cache.
@@ -17,8 +18,9 @@ from flax import nnx
 import jax
 import jax.numpy as jnp
 
+from nexus.model import sharding
 from nexus.model.config import REMAT_POLICIES, ModelConfig
-from nexus.model.layers import Block, RMSNorm, normal_param
+from nexus.model.layers import Block, RMSNorm, normal_param, rotary_tables
 
 
 class KVCache(NamedTuple):
@@ -62,17 +64,30 @@ class Transformer(nnx.Module):
 
   def __call__(self, tokens: jax.Array) -> jax.Array:
     """float32 logits ``[B, L, V]`` of the next token after each of ``tokens int32[B, L]``."""
+    return self.logits(self.features(tokens))
+
+  def features(self, tokens: jax.Array) -> jax.Array:
+    """The normalized final hidden states ``[B, L, D]`` (compute dtype) of ``tokens int32[B, L]``.
+
+    ``logits(features(tokens)) == model(tokens)``; the chunked loss projects them a chunk at a time.
+    """
     _check_tokens(tokens, self.config)
     positions = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
-    logits, _ = self._forward(tokens, positions, None)
-    return logits
+    hidden, _ = self._forward(tokens, positions, None)
+    return hidden
+
+  def logits(self, features: jax.Array) -> jax.Array:
+    """float32 logits ``[..., V]`` of final hidden states ``[..., D]`` (the output projection)."""
+    c = self.config
+    output = self.embedding[...].T if self.unembedding is None else self.unembedding[...]
+    return jnp.einsum("...d,dv->...v", features, output.astype(c.compute_dtype), preferred_element_type=jnp.float32)
 
   def init_cache(self, batch_size: int, max_len: int) -> KVCache:
     """An all-zero cache for ``batch_size`` rows of up to ``max_len`` positions, in the compute dtype."""
     if not 1 <= max_len <= self.config.max_seq_len:
       raise ValueError(f"cache length {max_len} must be in [1, max_seq_len={self.config.max_seq_len}].")
     c = self.config
-    zeros = jnp.zeros((c.num_layers, batch_size, max_len, c.num_kv_heads, c.head_dim), c.compute_dtype)
+    zeros = jnp.zeros((c.num_layers, batch_size, max_len, c.kv_heads, c.head_size), c.compute_dtype)
     return KVCache(zeros, zeros)
 
   def decode(self, tokens: jax.Array, positions: jax.Array, cache: KVCache) -> tuple[jax.Array, KVCache]:
@@ -89,26 +104,27 @@ class Transformer(nnx.Module):
     if cache.key.shape[:2] != expected:
       raise ValueError(f"cache of shape {cache.key.shape} does not hold {expected[0]} layers x {expected[1]} rows; "
                        "build it with model.init_cache(batch_size, max_len).")
-    return self._forward(tokens, positions, cache)
+    hidden, cache = self._forward(tokens, positions, cache)
+    return self.logits(hidden), cache
 
   def _forward(self, tokens: jax.Array, positions: jax.Array,
                cache: Optional[KVCache]) -> tuple[jax.Array, Optional[KVCache]]:
+    """Final normalized hidden states ``[B, T, D]`` and the updated cache."""
     c = self.config
     x = jnp.take(self.embedding[...], tokens, axis=0).astype(c.compute_dtype)
+    x = sharding.constrain(x, ("batch", "length", "embed"))
     x, cache = self._run_blocks(x, positions, cache)
-    x = self.final_norm(x)
-    output = self.embedding[...].T if self.unembedding is None else self.unembedding[...]
-    logits = jnp.einsum("btd,dv->btv", x, output.astype(c.compute_dtype), preferred_element_type=jnp.float32)
-    return logits, cache
+    return self.final_norm(x), cache
 
   def _run_blocks(self, x: jax.Array, positions: jax.Array,
                   cache: Optional[KVCache]) -> tuple[jax.Array, Optional[KVCache]]:
     """Applies every block in order, scanned or unrolled, each under the remat policy."""
     c = self.config
     graphdef, stacked = nnx.split(self.blocks)
+    rotary = rotary_tables(positions, c)
 
-    def block(x, positions, layer_params, layer_cache):
-      return nnx.merge(graphdef, layer_params)(x, positions, layer_cache)
+    def block(x, rotary, positions, layer_params, layer_cache):
+      return nnx.merge(graphdef, layer_params)(x, rotary, positions, layer_cache)
 
     if c.remat != "none":
       # Under scan the loop structure already keeps XLA from merging the recomputation away.
@@ -116,14 +132,14 @@ class Transformer(nnx.Module):
     layer_caches = None if cache is None else tuple(cache)
     if c.scan_layers:
       def step(x, layer):
-        return block(x, positions, *layer)
+        return block(x, rotary, positions, *layer)
 
-      x, layer_caches = jax.lax.scan(step, x, (stacked, layer_caches))
+      x, layer_caches = jax.lax.scan(step, x, (stacked, layer_caches), unroll=c.scan_unroll)
     else:
       outputs = []
       for i in range(c.num_layers):
         layer_params, layer_cache = jax.tree.map(lambda a, i=i: a[i], (stacked, layer_caches))
-        x, layer_cache = block(x, positions, layer_params, layer_cache)
+        x, layer_cache = block(x, rotary, positions, layer_params, layer_cache)
         outputs.append(layer_cache)
       layer_caches = jax.tree.map(lambda *layers: jnp.stack(layers), *outputs)
     return x, None if cache is None else KVCache(*layer_caches)

@@ -12,8 +12,8 @@ SMALL = ModelConfig(vocab_size=61, num_layers=2, d_model=32, num_heads=4, num_kv
 
 
 def small_config(**overrides) -> ModelConfig:
-  """``SMALL`` with some fields changed (head_dim re-derived unless given)."""
-  return dataclasses.replace(SMALL, head_dim=overrides.pop("head_dim", None), **overrides)
+  """``SMALL`` with some fields changed."""
+  return dataclasses.replace(SMALL, **overrides)
 
 
 def small_model(seed: int = 0, **overrides) -> Transformer:

@@ -8,11 +8,19 @@ from nexus.model import ModelConfig
 from tests.model.fixtures import SMALL, small_config
 
 
-def test_defaults_are_resolved():
+def test_derived_values_are_read_not_stored():
   config = ModelConfig(vocab_size=10, num_layers=1, d_model=64, num_heads=4, mlp_dim=8)
-  assert config.head_dim == 16
-  assert config.num_kv_heads == 4
+  assert (config.head_size, config.kv_heads) == (16, 4)
+  assert config.head_dim is None and config.num_kv_heads is None  # a dict of it keeps them derived
   assert config.param_dtype == "float32" and config.scan_layers
+
+
+def test_overriding_heads_or_width_rederives_head_size():
+  """The trap of stored derived values: a preset's dict overridden in one field must stay consistent."""
+  values = dataclasses.asdict(ModelConfig(vocab_size=10, num_layers=1, d_model=64, num_heads=4, mlp_dim=8))
+  assert ModelConfig.from_dict({**values, "num_heads": 8}).head_size == 8
+  assert ModelConfig.from_dict({**values, "num_heads": 8}).kv_heads == 8
+  assert ModelConfig.from_dict({**values, "d_model": 128}).head_size == 32
 
 
 def test_explicit_head_dim_need_not_divide_d_model():
@@ -29,6 +37,10 @@ def test_explicit_head_dim_need_not_divide_d_model():
     ({"param_dtype": "int8"}, "param_dtype='int8' is not one of"),
     ({"remat": "sometimes"}, "remat='sometimes' is not one of"),
     ({"scan_layers": 1}, "scan_layers=1 must be True or False"),
+    ({"scan_unroll": 3}, "scan_unroll=3 does not divide num_layers=2"),
+    ({"attention": "flash"}, "attention='flash' is not one of"),
+    ({"attention": "cudnn"}, "attention='cudnn' needs compute_dtype='bfloat16'"),
+    ({"loss_chunk_size": 0}, "loss_chunk_size=0 must be a positive integer"),
     ({"rope_theta": 0.0}, "rope_theta=0.0 must be a positive number"),
     ({"init_std": -1.0}, "init_std=-1.0 must be a positive number"),
 ])

@@ -2,7 +2,7 @@
 
 import pytest
 
-from nexus.model import PRESETS, count_params, get_preset
+from nexus.model import PRESETS, ModelConfig, count_params, get_preset
 
 NOMINAL = {"130m": 130e6, "350m": 350e6, "1b": 1e9, "3b": 3e9}
 
@@ -30,3 +30,13 @@ def test_count_params_counts_every_matrix():
 def test_unknown_preset_is_named():
   with pytest.raises(ValueError, match="unknown model preset 'huge'"):
     get_preset("huge")
+
+
+def test_config_section_keeps_derived_values_derived():
+  from configs import base  # pylint: disable=g-import-not-at-top
+
+  section = base.model_config(get_preset("130m"))
+  section.num_heads = 16  # what --config.model.num_heads=16 does
+  assert ModelConfig.from_dict(section.to_dict()).head_size == 48
+  section.head_dim = 64  # an explicit override still parses as an int and wins
+  assert ModelConfig.from_dict(section.to_dict()).head_size == 64
