@@ -196,6 +196,16 @@ class EvalBatchesTest(absltest.TestCase):
         self.assertEqual(batch["tokens"].dtype, np.int32)
         np.testing.assert_array_equal(batch["source_ids"], np.full(3, all_names.index(name), np.int32))
 
+  def test_rows_are_the_stored_documents_packed_in_order(self):
+    config = fixtures.small_config()
+    tokenizer = data_lib.ByteTokenizer()
+    for split in ("validation", "test"):
+      stored = np.concatenate([tokenizer.encode_document(text) for text in fixtures.corpus_texts(config, "code", split)])
+      batches = data_lib.make_eval_batches(config, sources=["code"], batch_size=4, seq_len=31, num_batches=3,
+                                           split=split)
+      rows = np.concatenate([batch["tokens"] for batch in batches["code"]])
+      np.testing.assert_array_equal(rows, stored[:12 * 32].reshape(12, 32))
+
   def test_rows_come_from_the_validation_split(self):
     config = fixtures.small_config()
     validation = "".join(fixtures.corpus_texts(config, "prose", "validation"))
