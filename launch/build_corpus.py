@@ -17,6 +17,7 @@ import shutil
 
 from absl import app
 from absl import flags
+from absl import logging
 import tensorflow_datasets as tfds
 
 from nexus import data as data_lib
@@ -46,6 +47,8 @@ def _training_texts(path: str):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS["verbosity"].present:  # TFDS logs INFO lines per dataset; one line per source instead
+    logging.set_verbosity(logging.WARNING)
   config = data_lib.default_data_config()
   config.corpus_dir, config.corpus_bytes_per_source, config.seed = _CORPUS_DIR.value, _BYTES.value, _SEED.value
   config.tokenizer = _TOKENIZER.value

@@ -58,11 +58,11 @@ def token_stores(data_cfg, specs: list[sources_lib.SourceSpec], split: str) -> l
   at once (one progress line per source). Raises a one-line ValueError naming the cache and the fix
   when a cache on disk is damaged.
   """
-  roles = {spec.label: sources_lib.split_name(spec, split) for spec in specs}  # a missing test split fails here
+  wanted = {spec.label: sources_lib.split_name(spec, split) for spec in specs}  # a missing test split fails here
+  tokenizer = tokenizers.make_tokenizer(data_cfg.tokenizer)  # a bad tokenizer fails before any build
+  tokenizer_id = tokenizers.tokenizer_id(data_cfg.tokenizer)
   if any(spec.builtin for spec in specs):
     corpus.build_corpus(data_cfg.corpus_dir, bytes_per_source=data_cfg.corpus_bytes_per_source, seed=data_cfg.seed)
-  tokenizer = tokenizers.make_tokenizer(data_cfg.tokenizer)
-  tokenizer_id = tokenizers.tokenizer_id(data_cfg.tokenizer)
   rebuild = corpus.rebuild_command(data_cfg.corpus_dir, bytes_per_source=data_cfg.corpus_bytes_per_source,
                                    seed=data_cfg.seed)
   stores = []
@@ -94,7 +94,7 @@ def token_stores(data_cfg, specs: list[sources_lib.SourceSpec], split: str) -> l
         built.append(f"{name} {meta['num_tokens']:,}")
       print(f"tokenized {spec.label} ({tokenizer_id}): {' / '.join(built)} tokens in {time.time() - start:.1f}s",
             flush=True)
-    path = paths[roles[spec.label]]
+    path = paths[wanted[spec.label]]
     try:
       stores.append(token_store.TokenStore(path))
     except token_store.DamagedStoreError as error:

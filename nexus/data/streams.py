@@ -30,7 +30,6 @@ def prepare_data(data_cfg) -> None:
 
   Optional: the stream and the evaluation batches build what they need on first use. A no-op when cached.
   """
-  tokenizers.check_tokenizer_spec(data_cfg.tokenizer)
   pretokenize.token_stores(data_cfg, config_lib.train_specs(data_cfg) + config_lib.held_out_specs(data_cfg),
                            splits.TRAIN)
 

@@ -25,7 +25,7 @@ def run_python(code: str, *args: str) -> str:
                           capture_output=True, text=True, timeout=300, check=False)
   if result.returncode:
     raise AssertionError(f"subprocess failed:\n{result.stdout}\n{result.stderr}")
-  return result.stdout
+  return result.stdout + result.stderr
 
 
 class BuildCorpusTest(absltest.TestCase):
@@ -146,6 +146,7 @@ class NoTensorFlowTest(absltest.TestCase):
     self.assertIn("built in", output)
     for noise in ("Downloading and preparing", "Generating", "%|", "Subsequent calls"):  # TFDS banners and bars
       self.assertNotIn(noise, output)
+    self.assertNotRegex(output, r"(?m)^I\d{4} ")  # absl INFO lines
     again = run_python(code)
     self.assertIn("reused the cached corpus", again)
     self.assertNotIn("tokenized", again)
