@@ -1,9 +1,9 @@
-"""Multi-source data for Nexus: the built-in corpus, TFDS sources, grain streams and tokenizers.
+"""Multi-source data for Nexus: the built-in corpus, TFDS sources, pre-tokenized streams and tokenizers.
 
 - ``make_train_stream(data_cfg, num_inner_steps=K, global_batch_size=B, seq_len=L, seed=...)``: outer-step
   batches ``{"tokens": int32[K, B_local, L+1], "source_ids": int32[K, B_local]}`` with checkpointable state.
-- ``make_eval_batches(data_cfg, sources=[...], batch_size=..., seq_len=..., num_batches=...)``: fixed
-  validation batches per source, held-out sources included.
+- ``make_eval_batches(data_cfg, sources=[...], batch_size=..., seq_len=..., num_batches=..., split=...)``:
+  fixed validation (default) or test batches per source, held-out sources included.
 - ``default_data_config()`` / ``validate_data_config(...)``: the ``config.data`` section and its checks.
 - ``math_problems(family, split, num, seed)``: (prompt, answer) pairs for downstream exact-match accuracy.
 - ``build_corpus(...)``: builds/caches the built-in corpus (also ``python -m launch.build_corpus``);
