@@ -86,7 +86,8 @@ class _MultiSourceBatchIterator(grain.DatasetIterator):
     windows = np.empty_like(positions)
     for epoch in np.unique(epochs).tolist():
       if epoch not in cache:
-        cache[epoch] = np.random.default_rng([self._dataset.shuffle_seeds[source], epoch]).permutation(num)
+        permutation = np.random.default_rng([self._dataset.shuffle_seeds[source], epoch]).permutation(num)
+        cache[epoch] = permutation.astype(np.int32) if num < 2**31 else permutation  # half the memory
       in_epoch = epochs == epoch
       windows[in_epoch] = cache[epoch][within[in_epoch]]
     return windows
