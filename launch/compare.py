@@ -19,8 +19,8 @@ _TARGET_LOSSES = flags.DEFINE_list("target_losses", None,
 _NUM_LEVELS = flags.DEFINE_integer("num_levels", 3, "Number of automatic loss levels (without --target_losses).")
 _SMOOTH_WINDOW = flags.DEFINE_integer("smooth_window", 1,
                                       "Trailing-mean window over logged training losses before the running minimum.")
-_BASELINE = flags.DEFINE_string("baseline", None,
-                                "Optimizer the paired differences subtract (default: adamw if compared, else the first).")
+_BASELINE = flags.DEFINE_string(
+    "baseline", None, "Optimizer the paired differences subtract (default: adamw if compared, else the first).")
 
 
 def main(argv):

@@ -39,6 +39,7 @@ from nexus.eval import batches as batches_lib
 from nexus.optim import tree_utils
 
 LossFn = Callable[[Any, Any], jax.Array]
+MeasureFn = Callable[[Any, Mapping[str, Sequence[Any]]], dict]
 
 
 class Closeness(NamedTuple):
@@ -179,7 +180,7 @@ def closeness_metrics(closeness: Closeness, sources: Sequence[str]) -> dict[str,
   return metrics
 
 
-def _measure_fn(closeness_fn: Callable, num_batches: Optional[int]) -> Callable[[Any, Mapping[str, Sequence[Any]]], dict]:
+def _measure_fn(closeness_fn: Callable, num_batches: Optional[int]) -> MeasureFn:
   """``measure(params, {source: [batch, ...]})``: stacks the batches and names the metrics."""
 
   def measure(params: Any, batches: Mapping[str, Sequence[Any]]) -> dict[str, float]:
@@ -195,7 +196,7 @@ def _check_positive_int(value, name: str) -> None:
 
 
 def make_closeness(loss_fn: LossFn, optimizer: optax.GradientTransformation, *, num_steps: int,
-                   num_batches: Optional[int] = None) -> Callable[[Any, Mapping[str, Sequence[Any]]], dict]:
+                   num_batches: Optional[int] = None) -> MeasureFn:
   """Builds ``measure(params, batches) -> {"closeness/...": float}`` for ``{source: [batch, ...]}``.
 
   Args:
@@ -219,7 +220,7 @@ def make_closeness(loss_fn: LossFn, optimizer: optax.GradientTransformation, *, 
 
 
 def make_sgd_closeness(loss_fn: LossFn, *, learning_rate: float, relative_drop: float, max_steps: int,
-                       num_batches: Optional[int] = None) -> Callable[[Any, Mapping[str, Sequence[Any]]], dict]:
+                       num_batches: Optional[int] = None) -> MeasureFn:
   """Builds ``measure(params, batches)``: closeness by full-batch SGD to a fixed relative loss drop.
 
   Args:

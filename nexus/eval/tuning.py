@@ -85,6 +85,26 @@ def _is_number(value) -> bool:
   return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def parse_value(text: str):
+  """A command-line value: a JSON number, boolean or null, else the string itself."""
+  try:
+    return json.loads(text)
+  except json.JSONDecodeError:
+    return text
+
+
+def parse_grids(items: Sequence[str]) -> dict[str, dict[str, list]]:
+  """``{method: {field: [values]}}`` from command-line items ``METHOD:FIELD=V1,V2`` (``launch.sweep --grid``)."""
+  methods: dict[str, dict[str, list]] = {}
+  for item in items:
+    method, sep, rest = item.partition(":")
+    field, eq, values = rest.partition("=")
+    if not (sep and eq and method and field and values):
+      raise ValueError(f"--grid={item!r} must look like METHOD:FIELD=V1,V2, e.g. adamw:opt.learning_rate=1e-3,3e-3.")
+    methods.setdefault(method, {})[field] = [parse_value(v) for v in values.split(",")]
+  return methods
+
+
 def grid_points(fields: Mapping[str, Sequence[Any]]) -> list[Settings]:
   """The Cartesian product of the fields' values, in order (the last field varies fastest)."""
   names = list(fields)

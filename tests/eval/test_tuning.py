@@ -124,6 +124,14 @@ class SpecAndSummaryTest(absltest.TestCase):
     self.assertIn("| adamw | opt.learning_rate=0.001 |", text)
     self.assertIn("Runs per method differ", text)
 
+  def test_parse_grids(self):
+    self.assertEqual(tuning.parse_grids(["nexus:opt.normalize=leaf,global", "nexus:train.num_inner_steps=4",
+                                         "adamw:opt.learning_rate=1e-3,3e-3"]),
+                     {"nexus": {"opt.normalize": ["leaf", "global"], "train.num_inner_steps": [4]},
+                      "adamw": {"opt.learning_rate": [1e-3, 3e-3]}})
+    with self.assertRaisesRegex(ValueError, "METHOD:FIELD=V1,V2"):
+      tuning.parse_grids(["adamw-opt.learning_rate"])
+
   def test_bad_specs(self):
     with self.assertRaisesRegex(ValueError, "same number of runs"):
       tuning.SweepSpec(methods={"adamw": {"opt.learning_rate": [1e-3]}, "nexus": {"opt.learning_rate": [1, 2]}})
