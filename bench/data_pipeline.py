@@ -20,7 +20,6 @@ import argparse
 import os
 import platform
 import statistics
-import tempfile
 import time
 
 import numpy as np
@@ -70,7 +69,7 @@ def main(argv=None):
   parser.add_argument("--repeats", type=int, default=7, help="interleaved repeats (median)")
   parser.add_argument("--mode", default="pure_uniform", choices=data_lib.MODES)
   parser.add_argument("--tokenizer", default="byte", help="'byte' or a SentencePiece .model path")
-  parser.add_argument("--corpus_dir", default=None, help="corpus cache (default: a temporary directory)")
+  parser.add_argument("--corpus_dir", default=None, help="corpus cache (default: the config's, shared with training)")
   parser.add_argument("--corpus_bytes", type=int, default=None, help="bytes per source (default: the config's)")
   parser.add_argument("--gpus", type=int, default=8)
   parser.add_argument("--mfu", type=float, default=0.45)
@@ -80,7 +79,7 @@ def main(argv=None):
   args = parser.parse_args(argv)
 
   config = data_lib.default_data_config()
-  config.corpus_dir = args.corpus_dir or os.path.join(tempfile.mkdtemp(prefix="nexus-bench-"), "corpus")
+  config.corpus_dir = args.corpus_dir or config.corpus_dir
   config.mode, config.tokenizer = args.mode, args.tokenizer
   config.corpus_bytes_per_source = args.corpus_bytes or config.corpus_bytes_per_source
   shapes = dict(num_inner_steps=args.inner_steps, global_batch_size=args.batch, seq_len=args.seq_len)
