@@ -22,8 +22,12 @@ Robustness, the reason this wrapper exists:
   directory. The usual cause is a changed model or optimizer config.
 - With several processes, all of them restore the same step: each reads process-locally and a step counts
   as readable only when every process read it (a damaged shard may be read by one process only).
+- A save that cannot be written (a full disk, a lost mount) raises ``CheckpointWriteError``: one line
+  naming the step, the directory and the reason, instead of the tracebacks of orbax's writer threads.
 """
 
+import contextlib
+import errno
 import json
 import os
 from typing import Any
@@ -37,6 +41,32 @@ from jax.experimental import multihost_utils
 
 _STATE = "state"
 _METADATA = "metadata"
+
+
+class CheckpointWriteError(OSError):
+  """A checkpoint could not be written (one line: step, directory, reason, what to do)."""
+
+
+_DISK_FULL_TEXTS = ("No space left on device", "Disk quota exceeded", "RESOURCE_EXHAUSTED")
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+  """``error`` and its causes and contexts (orbax and TensorStore wrap the writer's error)."""
+  chain = []
+  while error is not None and all(error is not seen for seen in chain):
+    chain.append(error)
+    error = error.__cause__ or error.__context__
+  return chain
+
+
+def _write_error_errno(error: BaseException) -> int | None:
+  """ENOSPC when the chain says the disk is full (TensorStore raises ValueError: RESOURCE_EXHAUSTED ...)."""
+  for link in _chain(error):
+    if isinstance(link, OSError) and link.errno in (errno.ENOSPC, errno.EDQUOT):
+      return errno.ENOSPC
+    if any(text in str(link) for text in _DISK_FULL_TEXTS):
+      return errno.ENOSPC
+  return None
 
 
 class Checkpointer:
@@ -68,6 +98,28 @@ class Checkpointer:
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=async_save),
     )
     self._unreadable_steps: set[int] = set()
+    self._saving_step: int | None = None
+
+  @contextlib.contextmanager
+  def _writing(self, step: int | None):
+    """Turns any failure to write step ``step`` into a one-line ``CheckpointWriteError``."""
+    try:
+      yield
+    except CheckpointWriteError:
+      raise
+    except Exception as error:  # pylint: disable=broad-except  # orbax raises many types from its writers
+      step_text = f"step {step}" if step is not None else "a checkpoint"
+      if _write_error_errno(error) == errno.ENOSPC:
+        raise CheckpointWriteError(
+            errno.ENOSPC,
+            f"disk full while saving checkpoint {step_text} in {self._directory} ({os.strerror(errno.ENOSPC)}); "
+            "free space or lower --config.checkpoint.keep, then run again to resume from the last saved step.",
+        ) from None
+      raise CheckpointWriteError(
+          errno.EIO,
+          f"could not save checkpoint {step_text} in {self._directory} ({_one_line(error)}); check the directory, "
+          "then run again to resume from the last saved step.",
+      ) from None
 
   def save(self, step: int, state: Any, metadata: dict, *, force: bool = False) -> None:
     """Saves ``state`` and ``metadata`` as step ``step``, keeping the last ``keep`` checkpoints.
@@ -100,14 +152,16 @@ class Checkpointer:
       self._manager.delete(step)
       self._unreadable_steps.discard(step)
     process_metadata = [json.loads(text) for text in _gather_from_processes(metadata_json)]
-    self._manager.save(
-        step,
-        args=ocp.args.Composite(**{
-            _STATE: ocp.args.StandardSave(state),
-            _METADATA: ocp.args.JsonSave({"process_metadata": process_metadata}),
-        }),
-        force=True,  # the caller decides when to save; orbax's save-interval policy is not used
-    )
+    with self._writing(step):
+      self._manager.save(
+          step,
+          args=ocp.args.Composite(**{
+              _STATE: ocp.args.StandardSave(state),
+              _METADATA: ocp.args.JsonSave({"process_metadata": process_metadata}),
+          }),
+          force=True,  # the caller decides when to save; orbax's save-interval policy is not used
+      )
+    self._saving_step = step
     if force:
       self.wait()
 
@@ -173,13 +227,41 @@ class Checkpointer:
         "directory; otherwise move the damaged steps out of it."
     )
 
+  def latest_metadata(self) -> tuple[int, dict] | None:
+    """``(step, this process's metadata)`` of the newest checkpoint whose metadata reads, or None.
+
+    Reads no arrays, so a run can check what it is about to resume (e.g. its config) before restoring.
+    """
+    self.wait()
+    reader = _process_local_reader(self._directory)
+    try:
+      for step in sorted(reader.all_steps(), reverse=True):
+        try:
+          restored = reader.restore(step, args=ocp.args.Composite(**{_METADATA: ocp.args.JsonRestore()}))
+          return step, _this_process_metadata(restored[_METADATA])
+        except Exception as error:  # pylint: disable=broad-except  # restore_latest reports damaged steps
+          logging.info("Metadata of checkpoint step %d is unreadable (%s).", step, _one_line(error))
+      return None
+    finally:
+      reader.close()
+
   def wait(self) -> None:
-    """Blocks until pending asynchronous saves are committed (and raises their errors, if any)."""
-    self._manager.wait_until_finished()
+    """Blocks until pending asynchronous saves are committed.
+
+    Raises:
+      CheckpointWriteError: a pending save failed (e.g. the disk is full).
+    """
+    with self._writing(self._saving_step):
+      self._manager.wait_until_finished()
 
   def close(self) -> None:
-    """Finishes pending saves and releases orbax's resources."""
-    self._manager.close()
+    """Finishes pending saves and releases orbax's resources.
+
+    Raises:
+      CheckpointWriteError: a pending save failed (e.g. the disk is full).
+    """
+    with self._writing(self._saving_step):
+      self._manager.close()
 
 
 def _process_local_reader(directory: str) -> ocp.CheckpointManager:

@@ -41,6 +41,12 @@ def check_train_config(config, *, num_devices: int, process_count: int, batch_sh
   _positive(config.checkpoint.keep, "checkpoint.keep")
   if config.eval.every < 0:
     raise ValueError(f"config.eval.every={config.eval.every} must be >= 0 (0 disables evaluation).")
+  fraction = train.max_skipped_fraction
+  if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
+    raise ValueError(
+        f"config.train.max_skipped_fraction={fraction!r} must be a number in [0, 1] (the share of non-finite "
+        "steps a run may skip before it counts as failed)."
+    )
   if train.nonfinite not in NONFINITE_POLICIES:
     raise ValueError(f"config.train.nonfinite={train.nonfinite!r} is not one of {NONFINITE_POLICIES}.")
   if train.global_batch_size % batch_shards:

@@ -2,8 +2,15 @@
 
 ``metrics.jsonl`` (one JSON object per logged step) is the format ``launch.compare`` reads; the same
 scalars go to TensorBoard through tensorboardX (no TensorFlow needed). Only process 0 writes.
+
+The JSONL log is crash-consistent with the checkpoints: the loop makes a step's records durable
+(``MetricWriter.sync``) before that step's checkpoint save starts, and a resumed run cuts the log back
+to the restored step (``truncate_metrics``), so a run killed at any point, then resumed, has every
+step's record exactly once and in order. A torn last line (a kill or a full disk mid-write) is dropped
+with a warning naming the file.
 """
 
+import contextlib
 import json
 import math
 import os
@@ -11,6 +18,7 @@ import sys
 import time
 from typing import Any, Mapping
 
+from absl import logging
 import jax
 import numpy as np
 
@@ -42,32 +50,84 @@ class MetricWriter:
       return
     record = {"step": int(step)}
     record.update({key: _to_json_value(value) for key, value in metrics.items()})
-    self._file.write(json.dumps(record) + "\n")
-    self._file.flush()
+    with self._writing():
+      self._file.write(json.dumps(record) + "\n")
+      self._file.flush()
     if self._tb is not None:
       for key, value in record.items():
         if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
           self._tb.add_scalar(key, value, step)
 
+  def sync(self) -> None:
+    """Makes every record written so far durable (on disk, not in a cache), e.g. before a checkpoint."""
+    if self._file is not None:
+      with self._writing():
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+  @contextlib.contextmanager
+  def _writing(self, path: str | None = None):
+    """A failed write (e.g. a full disk) is one line naming the file (``path``, by default the JSONL log)."""
+    try:
+      yield
+    except OSError as error:
+      raise OSError(error.errno, f"{error.strerror} while writing {path or self.path}; free space or fix the "
+                    "directory, then run again to resume from the last checkpoint.") from None
+
   def close(self) -> None:
     if self._file is not None:
-      self._file.close()
+      file, self._file = self._file, None
+      with self._writing():
+        file.close()
     if self._tb is not None:
-      self._tb.close()
+      tb, self._tb = self._tb, None
+      with self._writing(tb.logdir):
+        tb.close()
+
+  def __enter__(self) -> "MetricWriter":
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()
 
 
 def read_metrics(workdir: str, *, up_to_step: int | None = None) -> list[dict]:
-  """The records of ``<workdir>/metrics.jsonl`` (optionally only steps <= ``up_to_step``)."""
+  """The records of ``<workdir>/metrics.jsonl`` (optionally only steps <= ``up_to_step``).
+
+  A torn last line (the writer was killed mid-line) is dropped with a warning naming the file.
+
+  Raises:
+    ValueError: a line other than the last is not a JSON record with a step (names the file and line).
+  """
   path = os.path.join(workdir, "metrics.jsonl")
   if not os.path.exists(path):
     return []
-  with open(path, encoding="utf-8") as f:
-    records = [json.loads(line) for line in f if line.strip()]
+  with open(path, encoding="utf-8", errors="replace") as f:
+    lines = f.read().split("\n")
+  torn = lines.pop()  # the text after the last newline: empty unless the last write was cut short
+  records = []
+  for number, line in enumerate(lines, start=1):
+    if not line.strip():
+      continue
+    try:
+      record = json.loads(line)
+      int(record["step"])
+    except (ValueError, TypeError, KeyError) as error:
+      raise ValueError(
+          f"{path} line {number} is not a metrics record ({type(error).__name__}); fix or delete that line."
+      ) from None
+    records.append(record)
+  if torn.strip():
+    logging.warning("Dropped a torn last line of %s (%d characters, written by a run that was cut short).",
+                    path, len(torn))
   return [r for r in records if up_to_step is None or r["step"] <= up_to_step]
 
 
 def truncate_metrics(workdir: str, step: int) -> None:
-  """Drops records after ``step`` (a resumed run rewrites them, so the log has no duplicates)."""
+  """Keeps only records up to ``step`` (a resumed run rewrites the later ones), durably.
+
+  Also drops a torn last line, so the log is whole before the resumed run appends to it.
+  """
   path = os.path.join(workdir, "metrics.jsonl")
   if not os.path.exists(path) or jax.process_index() != 0:
     return
@@ -76,6 +136,8 @@ def truncate_metrics(workdir: str, step: int) -> None:
   with open(tmp, "w", encoding="utf-8") as f:
     for record in kept:
       f.write(json.dumps(record) + "\n")
+    f.flush()
+    os.fsync(f.fileno())
   os.replace(tmp, path)
 
 

@@ -44,9 +44,9 @@ TINY_OVERRIDES = {
 
 
 def command(workdir: str, overrides: dict | None = None, extra_flags: tuple = ()) -> list[str]:
-  flags = {**TINY_OVERRIDES, **(overrides or {})}
-  return [sys.executable, "-m", "launch.train", "--config=configs/tiny.py", f"--workdir={workdir}",
-          *[f"--config.{key}={value}" for key, value in flags.items()], *extra_flags]
+  """The trainer's command line: ``tests/train/tiny_config.py`` (TINY_OVERRIDES) plus ``overrides`` as flags."""
+  return [sys.executable, "-m", "launch.train", "--config=tests/train/tiny_config.py", f"--workdir={workdir}",
+          *[f"--config.{key}={value}" for key, value in (overrides or {}).items()], *extra_flags]
 
 
 def environment(num_devices: int = 1) -> dict:
