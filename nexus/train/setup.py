@@ -43,7 +43,7 @@ class Run:
     return jax.device_put(tree, NamedSharding(self.mesh, P()))
 
 
-def _optimizer_state_shardings(tx, abstract_params):
+def _optimizer_state_shardings(tx, abstract_params, mesh):
   """Optimizer-state shardings as XLA propagates them from the params through ``tx.init``.
 
   Params-shaped state (moments, Nexus's outer copy) inherits each param's sharding and counters are
@@ -51,7 +51,10 @@ def _optimizer_state_shardings(tx, abstract_params):
   ``optax.tree_map_params`` cannot pair with the params.
   """
   compiled = jax.jit(tx.init).lower(abstract_params).compile()
-  return compiled.output_shardings, jax.eval_shape(tx.init, abstract_params)
+  mesh_devices, replicated = set(mesh.devices.flat), NamedSharding(mesh, P())
+  # Leaves that do not depend on the params (counters, diagnostics) may come out on one device; replicate them.
+  shardings = jax.tree.map(lambda s: s if s.device_set == mesh_devices else replicated, compiled.output_shardings)
+  return shardings, jax.eval_shape(tx.init, abstract_params)
 
 
 def setup_run(config, tx: optax.GradientTransformation, mesh: jax.sharding.Mesh) -> Run:
@@ -67,7 +70,7 @@ def setup_run(config, tx: optax.GradientTransformation, mesh: jax.sharding.Mesh)
       lambda x, sharding: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
       nnx.to_pure_dict(abstract_params), param_shardings,
   )
-  opt_shardings, abstract_opt_state = _optimizer_state_shardings(tx, abstract_params)
+  opt_shardings, abstract_opt_state = _optimizer_state_shardings(tx, abstract_params, mesh)
   replicated = NamedSharding(mesh, P())
   state_shardings = step_lib.TrainState(
       step=replicated, params=param_shardings, opt_state=opt_shardings, skipped_steps=replicated
