@@ -2,9 +2,10 @@
 
 For a config (default: tiny), builds the trainer's jitted step for AdamW (K-step accumulation) and for
 Nexus(AdamW) on the same synthetic ``[K, B, L+1]`` batch, alternates them in one process and prints the
-median step times, their ratio, tokens/s and model FLOPs utilization (6·N·tokens per step plus attention,
-against the device's peak: pass --peak_tflops, or it is looked up for known GPUs/TPUs), and the compiled
-memory of each step (``memory_analysis``). No data pipeline is needed.
+median step times, their ratio, tokens/s and model FLOPs utilization (``nexus.model.flops``: 6 FLOPs
+per matmul weight per token plus attention, the embedding lookup excluded, against the device's bf16
+peak: pass --peak_tflops, or it is looked up for known GPUs/TPUs), and the compiled memory of each
+step (``memory_analysis``). No data pipeline is needed.
 
   python -m bench.train_step --config=configs/tiny.py [--config.model.compute_dtype=bfloat16] [--repeats 10]
 """
@@ -18,36 +19,16 @@ import jax
 from ml_collections import config_flags
 import numpy as np
 
+from bench import steps
+from nexus.model import flops
 from nexus.train import mesh as mesh_lib
-from nexus.train import optimizer as optimizer_lib
 from nexus.train import schedules
 from nexus.train import setup as setup_lib
-from nexus.train import step as step_lib
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/tiny.py", "Config to benchmark.")
 _REPEATS = flags.DEFINE_integer("repeats", 10, "Timed steps per optimizer.")
 _PEAK_TFLOPS = flags.DEFINE_float("peak_tflops", None, "Device peak (dense bf16 TFLOP/s) for MFU.")
 _METHODS = flags.DEFINE_list("methods", ["adamw", "nexus"], "Optimizers to compare (first = baseline).")
-
-# Dense bf16 peaks per chip (vendor datasheets).
-KNOWN_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "TPU v4": 275.0, "TPU v5 lite": 197.0,
-                     "TPU v5": 459.0, "TPU v6 lite": 918.0}
-
-
-def detect_peak_tflops() -> float | None:
-  kind = jax.devices()[0].device_kind
-  for name, peak in KNOWN_PEAK_TFLOPS.items():
-    if name.lower() in kind.lower():
-      return peak * jax.device_count()
-  return None
-
-
-def model_flops_per_step(config, num_params: int) -> float:
-  """6·N per token for the matmuls plus 12·layers·d·L per token for causal attention scores (PaLM)."""
-  train = config.train
-  tokens = train.num_inner_steps * train.global_batch_size * train.seq_len
-  attention = 12 * config.model.num_layers * config.model.num_heads * config.model.head_dim * train.seq_len
-  return tokens * (6 * num_params + attention)
 
 
 def main(argv):
@@ -62,9 +43,11 @@ def main(argv):
   runs = {}
   for method in _METHODS.value:
     config.opt.name = method
-    tx, convention = optimizer_lib.build_optimizer(config.opt, schedule, train.num_inner_steps, seed=config.seed)
+    tx, make_step = steps.optimizer_and_step(train.num_inner_steps, opt_cfg=config.opt, learning_rate=schedule,
+                                             seed=config.seed)
     run = setup_lib.setup_run(config, tx, mesh)
-    step = jax.jit(step_lib.make_train_step(run.microbatch_loss, tx, convention),
+    model_config = run.model_config
+    step = jax.jit(make_step(run.microbatch_loss),
                    in_shardings=(run.state_shardings, run.batch_sharding),
                    out_shardings=(run.state_shardings, None), donate_argnums=0)
     batch = run.global_batch({"tokens": tokens})
@@ -85,11 +68,12 @@ def main(argv):
       jax.block_until_ready(metrics)
       run["times"].append(time.perf_counter() - start)
 
-  peak = _PEAK_TFLOPS.value or detect_peak_tflops()
+  device_peak = flops.device_peak_flops()
+  peak = _PEAK_TFLOPS.value * 1e12 if _PEAK_TFLOPS.value else device_peak and device_peak * jax.device_count()
   baseline = _METHODS.value[0]
   num_params = next(iter(runs.values()))["num_params"]
-  flops = model_flops_per_step(config, num_params)
   tokens_per_step = tokens.size - train.num_inner_steps * train.global_batch_size
+  flops_per_step = tokens_per_step * flops.model_flops_per_token(model_config, train.seq_len)
   print(f"device: {jax.device_count()} x {jax.devices()[0].device_kind}; jax {jax.__version__}; "
         f"config {config.name}: {num_params / 1e6:.1f}M params, compute {config.model.compute_dtype}, "
         f"K={train.num_inner_steps} B={train.global_batch_size} L={train.seq_len}")
@@ -98,7 +82,7 @@ def main(argv):
   for method, run in runs.items():
     median = statistics.median(run["times"])
     ratios = [t / b for t, b in zip(run["times"], runs[baseline]["times"])]
-    mfu = f"{100 * flops / median / (peak * 1e12):5.1f}%" if peak else "  n/a"
+    mfu = f"{100 * flops_per_step / median / peak:5.1f}%" if peak else "  n/a"
     memory = run["memory"]
     temp = getattr(memory, "temp_size_in_bytes", float("nan")) / 2**20
     args = getattr(memory, "argument_size_in_bytes", float("nan")) / 2**20

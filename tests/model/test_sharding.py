@@ -1,8 +1,10 @@
-"""Logical axis rules → mesh shardings: specs, divisibility drops, errors, and a real 8-device forward."""
+"""Logical axis rules → mesh shardings: specs, divisibility drops, errors, activation constraints, and a real
+8-device forward."""
 
 import logging
 
 from flax import nnx
+import jax.numpy as jnp
 import pytest
 from jax.sharding import AbstractMesh, PartitionSpec as P
 
@@ -51,6 +53,18 @@ def test_state_shardings_of_an_abstract_model(caplog):
   assert "['unembedding'] dim 'vocab' of size 61" in caplog.text
 
 
+def test_activation_specs_skip_mesh_axes_taken_by_the_batch():
+  spec, _ = sharding.partition_spec(("batch", "length", "embed"), (8, 16, 32), MESH, skip_used_axes=True)
+  assert spec == P(("data", "fsdp"), None, None)
+  spec, _ = sharding.partition_spec(("batch", "length", "mlp"), (8, 16, 64), MESH, skip_used_axes=True)
+  assert spec == P(("data", "fsdp"), None, "tensor")
+
+
+def test_constrain_without_a_mesh_is_the_identity():
+  x = jnp.ones((2, 3, 4))
+  assert sharding.constrain(x, ("batch", "length", "embed")) is x
+
+
 def test_batch_sharding():
   assert sharding.batch_sharding(MESH, leading_dims=1).spec == P(None, ("data", "fsdp"), None)
   with pytest.raises(ValueError, match="no 'batch' rule"):
@@ -85,6 +99,16 @@ def test_sharded_forward_and_loss_match_one_device():
       actual = step(sharded_params, jax.device_put(tokens, batch_sharding))
       for want, got in zip(expected, actual):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+      # Under a mesh the activations are constrained at the block boundaries (one scanned body):
+      # embeddings, queries, attended values, MLP hidden, the two residual sums; two forward passes.
+      assert "sharding_constraint" not in step.lower(sharded_params, tokens).as_text()
+      with jax.set_mesh(mesh):
+        constrained = step.lower(sharded_params, jax.device_put(tokens, batch_sharding))
+        text = constrained.as_text()
+        assert text.count("sharding_constraint") == 2 * 6, text.count("sharding_constraint")
+        assert '[{"data", "fsdp"}, {}, {"tensor"}]> : tensor<8x12x64xf32>' in text  # [batch, length, mlp]
+        for want, got in zip(expected, constrained.compile()(sharded_params, jax.device_put(tokens, batch_sharding))):
+          np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
       print("devices", len(jax.devices()), "loss", float(actual[0]))
   """)
   assert output.startswith("devices 8 loss ")

@@ -1,5 +1,6 @@
 """The transformer: shapes, causality, GQA, tied embeddings, precision, scan/unroll, remat, axis names."""
 
+import dataclasses
 import functools
 
 from flax import nnx
@@ -8,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nexus.model import mean_token_loss, sharding
+from nexus.model import Transformer, mean_token_loss, sharding
 from tests.model.fixtures import SMALL, random_tokens, small_config, small_model
 
 LOGICAL_NAMES = {name for name, _ in sharding.DEFAULT_RULES} - {"batch"}
@@ -150,3 +151,62 @@ def test_bad_cache_raises():
   with pytest.raises(ValueError, match="cache length"):
     model.init_cache(2, SMALL.max_seq_len + 1)
   assert small_config().max_seq_len == SMALL.max_seq_len
+
+
+@pytest.mark.parametrize("compute_dtype", ["float32", "bfloat16"])
+def test_attention_implementations_agree(compute_dtype):
+  """The plain einsum path and jax.nn.dot_product_attention's XLA path: same logits, cache path too."""
+  tokens = random_tokens((2, 11))
+  einsum, xla = (small_model(attention=name, compute_dtype=compute_dtype) for name in ("einsum", "xla"))
+  atol = 1e-5 if compute_dtype == "float32" else 0.05
+  np.testing.assert_allclose(forward(einsum, tokens), forward(xla, tokens), rtol=1e-5, atol=atol)
+  positions = jnp.broadcast_to(jnp.arange(5), (2, 5))
+  cached = [decode(model, tokens[:, :5], positions, model.init_cache(2, 8))[0] for model in (einsum, xla)]
+  np.testing.assert_allclose(*cached, rtol=1e-5, atol=atol)
+
+
+def test_cudnn_attention_off_gpu_is_a_one_line_error():
+  if jax.default_backend() == "gpu":
+    pytest.skip("runs the cudnn path instead on a GPU (bench/gpu.py)")
+  with pytest.raises(ValueError, match="attention='cudnn' needs an NVIDIA GPU") as error:
+    forward(small_model(attention="cudnn", compute_dtype="bfloat16"), random_tokens((2, 8)))
+  assert "\n" not in str(error.value)
+
+
+def test_scan_unroll_gives_the_same_gradients():
+  tokens = random_tokens((2, 9))
+  assert_trees_close(loss_and_grads(small_model(scan_unroll=2), tokens), loss_and_grads(small_model(), tokens),
+                     rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("chunk_size", [3, 8, 64])
+def test_chunked_loss_gives_the_same_loss_and_gradients(chunk_size):
+  """Chunks that do not divide the length (3), divide it (8) or exceed it (64); padding targets inside."""
+  tokens = random_tokens((2, 17)).at[1, 12:].set(0)
+  whole = loss_and_grads(small_model(tie_embeddings=False), tokens)
+  assert_trees_close(loss_and_grads(small_model(tie_embeddings=False, loss_chunk_size=chunk_size), tokens), whole,
+                     rtol=1e-5, atol=1e-6)
+
+
+def test_chunked_loss_never_materializes_the_whole_logits():
+  config = small_config(vocab_size=4096, loss_chunk_size=8)
+  graphdef, params = nnx.split(nnx.eval_shape(lambda: Transformer(config, rngs=nnx.Rngs(0))))
+  tokens = jax.ShapeDtypeStruct((4, 33), jnp.int32)
+  compile_temp = lambda graphdef: jax.jit(jax.grad(lambda p, t: mean_token_loss(nnx.merge(graphdef, p), t))).lower(
+      params, tokens).compile().memory_analysis().temp_size_in_bytes
+  whole_graphdef, _ = nnx.split(nnx.eval_shape(lambda: Transformer(dataclasses.replace(config, loss_chunk_size=None),
+                                                                   rngs=nnx.Rngs(0))))
+  logits_bytes = 4 * 32 * 4096 * 4  # float32 [B, L, V]
+  # The whole path holds the logits and their gradient; the chunks save at least one such array.
+  assert compile_temp(graphdef) <= compile_temp(whole_graphdef) - logits_bytes
+
+
+def test_named_remat_policy_keeps_the_tagged_tensors(capsys):
+  tokens = random_tokens((2, 9))
+  model = small_model(remat="save_qkv_attention", scan_layers=False)
+  assert_trees_close(loss_and_grads(model, tokens), loss_and_grads(small_model(), tokens), rtol=1e-5, atol=1e-6)
+  graphdef, params = nnx.split(model)
+  jax.ad_checkpoint.print_saved_residuals(lambda p: mean_token_loss(nnx.merge(graphdef, p), tokens), params)
+  saved = capsys.readouterr().out
+  for name in ("query", "key", "value", "attention"):
+    assert saved.count(f"named '{name}'") == SMALL.num_layers, saved
