@@ -23,7 +23,7 @@ def optimizer_and_step(num_inner_steps: int, *, opt_cfg=None, method: str = "ada
     seed: the optimizer's seed (methods with randomness).
   """
   if opt_cfg is None:
-    tx, convention = registry.build(method, learning_rate=learning_rate, num_inner_steps=num_inner_steps)
+    tx = registry.build(method, learning_rate=learning_rate, num_inner_steps=num_inner_steps)
   else:
-    tx, convention = optimizer_lib.build_optimizer(opt_cfg, learning_rate, num_inner_steps, seed=seed)
-  return tx, lambda microbatch_loss: step_lib.make_train_step(microbatch_loss, tx, convention)
+    tx = optimizer_lib.build_optimizer(opt_cfg, learning_rate, num_inner_steps, seed=seed)
+  return tx, lambda microbatch_loss: step_lib.make_train_step(microbatch_loss, tx)

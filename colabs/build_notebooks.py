@@ -684,7 +684,7 @@ def restore_final(workdir, config):
   # (step, params, run) from the latest checkpoint in workdir.
   mesh = mesh_lib.make_mesh(config.mesh)
   schedule = schedules_lib.learning_rate_schedule(config.opt, config.train.steps)
-  tx, _ = optimizer_lib.build_optimizer(config.opt, schedule, config.train.num_inner_steps)
+  tx = optimizer_lib.build_optimizer(config.opt, schedule, config.train.num_inner_steps)
   run = setup_lib.setup_run(config, tx, mesh)
   checkpointer = checkpoint_lib.Checkpointer(
       os.path.join(workdir, "checkpoints"), keep=config.checkpoint.keep, async_save=False)

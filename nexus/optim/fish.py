@@ -14,7 +14,7 @@ between the sources' gradients; Nexus normalizes each step, Fish does not. The r
 
 import optax
 
-from nexus.optim.lookahead import check_in_range
+from nexus.optim import checks
 from nexus.optim.nexus import ScalarOrSchedule
 from nexus.optim.nexus import nexus
 
@@ -38,7 +38,7 @@ def fish(
   Returns:
     An ``optax.GradientTransformationExtraArgs`` whose state is a ``two_loop.TwoLoopState``.
   """
-  check_in_range("meta_step_size", meta_step_size, 0.0, 1.0, closed="right")
+  checks.check_scalar_in_range("meta_step_size", meta_step_size, 0.0, 1.0, closed="right")
   return nexus(
       optax.sgd(meta_step_size),
       inner_learning_rate,

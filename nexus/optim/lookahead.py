@@ -20,37 +20,10 @@ default. Its count advances K times per outer step, so a schedule written in out
 ``count // K`` (``nexus.optim.registry`` does this).
 """
 
-import jax
-import numpy as np
 import optax
 
-from nexus.optim.nexus import check_num_inner_steps
-from nexus.optim.nexus import check_transformation
-from nexus.optim.two_loop import MODES
+from nexus.optim import checks
 from nexus.optim.two_loop import two_loop
-
-
-def _check_mode(mode: str) -> None:
-  if mode not in MODES:
-    raise ValueError(f"mode={mode!r} is not one of {MODES}.")
-
-
-def check_in_range(name: str, value, low: float, high: float, *, closed: str) -> None:
-  """Raises a one-line error unless the scalar ``value`` lies in ``(low, high]`` (``closed="right"``) or
-  ``[low, high)`` (``closed="left"``). Schedules and values traced by ``optax.inject_hyperparams`` pass."""
-  if callable(value):
-    return
-  try:
-    array = np.asarray(value)
-  except jax.errors.TracerArrayConversionError:
-    return
-  if array.shape != () or not np.issubdtype(array.dtype, np.number):
-    raise TypeError(f"{name} must be a real scalar or a schedule, got {value!r}.")
-  number = float(array)
-  in_range = low < number <= high if closed == "right" else low <= number < high
-  if not (np.isfinite(number) and in_range):
-    bracket = f"({low}, {high}]" if closed == "right" else f"[{low}, {high})"
-    raise ValueError(f"{name} must be in {bracket}, got {number}.")
 
 
 def lookahead(
@@ -68,17 +41,14 @@ def lookahead(
     num_inner_steps: k ≥ 1 fast steps per slow step, static.
     slow_step_size: α ∈ (0, 1], the interpolation θ ← θ + α(φ − θ) (a schedule of the slow step count
       is accepted as is).
-    mode: ``"opaque"`` (one ``update(params, state, params, grad_fn=...)`` per slow step) or
+    mode: ``"opaque"`` (one ``update(params, state, params, loss_fn=...)`` per slow step) or
       ``"transparent"`` (one call per fast step); see ``nexus.optim.two_loop``.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` whose state is a ``two_loop.TwoLoopState``.
   """
-  check_transformation(inner, "inner")
-  check_num_inner_steps(num_inner_steps)
-  check_in_range("slow_step_size", slow_step_size, 0.0, 1.0, closed="right")
-  _check_mode(mode)
-  return two_loop(inner, optax.sgd(slow_step_size), int(num_inner_steps), mode=mode)
+  checks.check_scalar_in_range("slow_step_size", slow_step_size, 0.0, 1.0, closed="right")
+  return two_loop(inner, optax.sgd(slow_step_size), num_inner_steps, mode=mode)
 
 
 def snoo(
@@ -102,10 +72,7 @@ def snoo(
   Returns:
     An ``optax.GradientTransformationExtraArgs`` whose state is a ``two_loop.TwoLoopState``.
   """
-  check_transformation(inner, "inner")
-  check_num_inner_steps(num_inner_steps)
-  check_in_range("outer_learning_rate", outer_learning_rate, 0.0, float("inf"), closed="right")
-  check_in_range("outer_momentum", outer_momentum, 0.0, 1.0, closed="left")
-  _check_mode(mode)
+  checks.check_scalar_in_range("outer_learning_rate", outer_learning_rate, 0.0, float("inf"), closed="right")
+  checks.check_scalar_in_range("outer_momentum", outer_momentum, 0.0, 1.0, closed="left")
   outer = optax.sgd(outer_learning_rate, momentum=outer_momentum, nesterov=True)
-  return two_loop(inner, outer, int(num_inner_steps), mode=mode)
+  return two_loop(inner, outer, num_inner_steps, mode=mode)

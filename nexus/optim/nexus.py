@@ -18,55 +18,16 @@ from typing import Callable, Union
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
+from nexus.optim import checks
 from nexus.optim import normalize as normalize_lib
-from nexus.optim import two_loop
+from nexus.optim.two_loop import MODES
+from nexus.optim.two_loop import two_loop
 
 PSEUDO_GRADIENT_SCALES = ("raw", "inverse_gamma")
 
 ScalarOrSchedule = Union[float, jax.Array, Callable[[jax.Array], jax.Array]]
-
-
-def check_transformation(tx, name: str = "outer") -> None:
-  """Raises a TypeError unless ``tx`` (the argument called ``name``) is an Optax gradient transformation."""
-  if not (hasattr(tx, "init") and hasattr(tx, "update")):
-    raise TypeError(
-        f"{name} must be an Optax GradientTransformation (e.g. optax.adamw(1e-3)), got {type(tx).__name__}."
-    )
-
-
-def check_inner_learning_rate(inner_learning_rate: ScalarOrSchedule, pseudo_gradient_scale: str) -> None:
-  if callable(inner_learning_rate):
-    return
-  if isinstance(inner_learning_rate, jax.core.Tracer):
-    return  # A hyperparameter injected by optax.inject_hyperparams: checked when it was concrete.
-  value = np.asarray(inner_learning_rate)
-  if value.shape != () or not np.issubdtype(value.dtype, np.number):
-    raise ValueError(
-        f"inner_learning_rate must be a non-negative scalar or a schedule, got {inner_learning_rate!r}."
-    )
-  if not np.isfinite(value) or value < 0:
-    raise ValueError(
-        f"inner_learning_rate must be finite and >= 0, got {float(value)}; pass the inner step length γ."
-    )
-  if pseudo_gradient_scale == "inverse_gamma" and value == 0:
-    raise ValueError(
-        "pseudo_gradient_scale='inverse_gamma' divides by γ, so inner_learning_rate must be > 0."
-    )
-
-
-def check_num_inner_steps(num_inner_steps: int) -> None:
-  if isinstance(num_inner_steps, jax.core.Tracer):
-    raise TypeError(
-        "num_inner_steps must be a static Python int; with optax.inject_hyperparams pass "
-        "static_args=('num_inner_steps',)."
-    )
-  if isinstance(num_inner_steps, bool) or not isinstance(num_inner_steps, (int, np.integer)):
-    raise TypeError(f"num_inner_steps must be a Python int, got {type(num_inner_steps).__name__}.")
-  if num_inner_steps < 1:
-    raise ValueError(f"num_inner_steps must be >= 1, got {num_inner_steps}; K is the number of inner steps.")
 
 
 def as_schedule(inner_learning_rate: ScalarOrSchedule) -> Callable[[jax.Array], jax.Array]:
@@ -93,7 +54,8 @@ def normalized_descent(
     del params, extra_args
     gamma = schedule(outer_count)
     direction = normalize_lib.normalize_tree(updates, normalize)
-    return jax.tree.map(lambda d: -gamma * d, direction), state
+    # γ may be wider than the direction (a float64 γ under x64): the step keeps the direction's dtype.
+    return jax.tree.map(lambda d: (-gamma * d).astype(d.dtype), direction), state
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
@@ -128,23 +90,29 @@ def nexus(
     batches = jnp.arange(4 * 5 * 3.0).reshape(4, 5, 3) / 60   # K = 4 micro-batches
     tx = nexus.nexus(optax.adamw(1e-3), 0.01, num_inner_steps=4)
     state = tx.init(params)
-    grad_fn = lambda p, i: jax.grad(loss)(p, batches[i])
-    updates, state = tx.update(params, state, params, grad_fn=grad_fn)
+    loss_fn = lambda p, i: loss(p, batches[i])                 # the loss of micro-batch i
+    updates, state = tx.update(params, state, params, loss_fn=loss_fn)
     params = optax.apply_updates(params, updates)
+
+  Memory and precision, composition and non-finite steps: see ``nexus.optim.two_loop``. In short, with
+  float32 params opaque mode's state is the outer optimizer's state and nothing more.
 
   Args:
     outer: any Optax transformation (AdamW in the paper). It sees the pseudo-gradient and the float32
       outer params once per outer step, so its count, moments and schedules advance once per step.
       Clipping of ĝ belongs inside it: ``optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(...))``.
     inner_learning_rate: γ, a non-negative scalar or a schedule of the *outer* step count
-      (see ``tied_inner_learning_rate`` to follow the outer learning-rate schedule).
+      (see ``tied_inner_learning_rate`` to follow the outer learning-rate schedule). Under
+      ``optax.inject_hyperparams`` in transparent mode, whose count advances once per inner call, wrap a
+      γ schedule in ``inner_call_schedule(schedule, K)`` so it still sees the outer step.
     num_inner_steps: K ≥ 1, static. With ``optax.inject_hyperparams`` pass
       ``static_args=('num_inner_steps',)``.
     normalize: ``"global"`` (whole-tree L2, the paper), ``"leaf"`` or ``"none"`` (Fish-like).
     pseudo_gradient_scale: ``"raw"`` feeds ĝ = θ − φ (the paper); ``"inverse_gamma"`` feeds ĝ/γ_t, which
       keeps ĝ's scale independent of γ (useful with SGD-like outer optimizers).
-    mode: ``"opaque"`` (one call runs the K inner steps via ``grad_fn``) or ``"transparent"`` (one call
-      per inner step); see ``nexus.optim.two_loop``.
+    mode: ``"opaque"`` (one call runs the K inner steps via ``loss_fn(params, i)``, the calling
+      convention of ``nexus.optim.microbatches``) or ``"transparent"`` (one call per inner step, fed the
+      gradient); see ``nexus.optim.two_loop``.
     track_gradient_sum: opaque mode only: also report the cosine between ĝ and the summed raw inner
       gradients (costs a temporary params-sized accumulator).
 
@@ -154,22 +122,19 @@ def nexus(
 
   Raises:
     ValueError / TypeError: eagerly, for K < 1, a negative or non-finite γ, unknown option names or an
-    outer that is not an Optax transformation.
+    outer that is not an Optax transformation; at the first update, for a missing or non-callable
+    ``loss_fn`` or gradients not shaped like the params.
   """
-  check_transformation(outer)
-  check_num_inner_steps(num_inner_steps)
-  normalize_lib.check_normalization(normalize)
-  if pseudo_gradient_scale not in PSEUDO_GRADIENT_SCALES:
-    raise ValueError(
-        f"pseudo_gradient_scale={pseudo_gradient_scale!r} is not one of {PSEUDO_GRADIENT_SCALES}."
-    )
-  if mode not in two_loop.MODES:
-    raise ValueError(f"mode={mode!r} is not one of {two_loop.MODES}.")
-  check_inner_learning_rate(inner_learning_rate, pseudo_gradient_scale)
+  checks.check_transformation(outer)
+  checks.check_num_inner_steps(num_inner_steps)
+  checks.check_choice("normalize", normalize, normalize_lib.NORMALIZATIONS)
+  checks.check_choice("pseudo_gradient_scale", pseudo_gradient_scale, PSEUDO_GRADIENT_SCALES)
+  checks.check_choice("mode", mode, MODES)
+  checks.check_inner_learning_rate(inner_learning_rate, pseudo_gradient_scale)
 
   if pseudo_gradient_scale == "inverse_gamma":
     outer = optax.chain(_scale_by_inverse_gamma(as_schedule(inner_learning_rate)), outer)
-  return two_loop.two_loop(
+  return two_loop(
       normalized_descent(inner_learning_rate, normalize), outer, int(num_inner_steps), mode=mode,
       track_gradient_sum=track_gradient_sum,
   )

@@ -12,9 +12,9 @@ so E[ĝ_{s_m}] = v/S with v = Σ_j ĝ_j, and each of the K(K−1)/2 pairs l < m 
   E[ĝ] = γ (K/S) v − γ² K(K−1)/(2S²) Σ_i 𝒥_i v + O(γ³)
 
 Every term is a per-source quantity at θ: the S gradients come from ``jax.vmap`` over ``jax.grad``
-(or ``jax.lax.map`` to bound activation memory), and Σ_i 𝒥_i v is one ``jax.jvp`` along v of
+(or ``jax.lax.map`` to bound activation memory), and Σ_i 𝒥_i v is the JVP along v of
 θ ↦ Σ_i normalize(∇L_i(θ)) (forward-over-reverse), which also covers the ``"leaf"`` and ``"none"``
-normalizations. The outer optimizer sees E[ĝ] once per call; no inner loop runs and no order is drawn,
+normalizations. ``jax.linearize`` gives the S gradients and the JVP from one evaluation. The outer optimizer sees E[ĝ] once per call; no inner loop runs and no order is drawn,
 so the update carries no ordering noise. The expectation is over i.i.d. uniform draws (the paper's
 sampling); visiting each of K = S micro-batches once in a random order has a different second-order
 term (see docs/order_free.md).
@@ -24,17 +24,15 @@ from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
+from nexus.optim import checks
+from nexus.optim import microbatches
 from nexus.optim import normalize as normalize_lib
 from nexus.optim import per_source
 from nexus.optim import tree_utils
 from nexus.optim.nexus import ScalarOrSchedule
 from nexus.optim.nexus import as_schedule
-from nexus.optim.nexus import check_transformation
-from nexus.optim.nexus import check_inner_learning_rate
-from nexus.optim.nexus import check_num_inner_steps
 
 ORDERS = (1, 2)
 
@@ -50,6 +48,7 @@ class OrderFreeDiagnostics(NamedTuple):
     first_order_norm: ‖γ (K/S) Σ_i ĝ_i‖.
     second_order_norm: ‖γ² K(K−1)/(2S²) Σ_i 𝒥_i v‖; 0 when K = 1, NaN when ``order=1`` (not computed).
     pseudo_gradient_norm: ‖E[ĝ]‖, the norm of what the outer optimizer is fed.
+    inner_losses: float32[S], the loss of every source at θ.
   """
 
   source_grad_norms: jax.Array
@@ -57,6 +56,7 @@ class OrderFreeDiagnostics(NamedTuple):
   first_order_norm: jax.Array
   second_order_norm: jax.Array
   pseudo_gradient_norm: jax.Array
+  inner_losses: jax.Array
 
 
 class OrderFreeState(NamedTuple):
@@ -71,26 +71,6 @@ class OrderFreeState(NamedTuple):
   count: jax.Array
   outer_state: Any
   diagnostics: OrderFreeDiagnostics
-
-
-def _check_static_int(name: str, value: Any, minimum: int) -> None:
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-    raise TypeError(f"{name} must be a static Python int, got {type(value).__name__}.")
-  if value < minimum:
-    raise ValueError(f"{name} must be >= {minimum}, got {value}.")
-
-
-def _check_stacked_batch(stacked_batch: Any, num_sources: int) -> None:
-  leaves = jax.tree.leaves(stacked_batch)
-  if not leaves:
-    raise ValueError("stacked_batch must be a non-empty pytree with a leading source axis.")
-  for path, leaf in jax.tree.leaves_with_path(stacked_batch):
-    shape = jnp.shape(leaf)
-    if not shape or shape[0] != num_sources:
-      raise ValueError(
-          f"stacked_batch{jax.tree_util.keystr(path)} has shape {shape}; every leaf needs a leading "
-          f"source axis of size num_sources={num_sources}."
-      )
 
 
 def _mean_off_diagonal(matrix: jax.Array) -> jax.Array:
@@ -118,16 +98,16 @@ def order_free_nexus(
     import jax, jax.numpy as jnp, optax, nexus
     loss_fn = lambda p, batch: jnp.mean(jnp.cos(batch @ p["w"]))
     params = {"w": jnp.ones(3)}
-    stacked_batch = jnp.arange(4 * 5 * 3.0).reshape(4, 5, 3) / 60   # S = 4 sources, 5 rows each
+    batches = jnp.arange(4 * 5 * 3.0).reshape(4, 5, 3) / 60   # S = 4 sources, 5 rows each
     tx = nexus.optim.order_free_nexus(optax.adamw(1e-3), 0.01, num_inner_steps=4, num_sources=4)
     state = tx.init(params)
-    updates, state = tx.update(params, state, params, loss_fn=loss_fn, stacked_batch=stacked_batch)
+    updates, state = tx.update(params, state, params, loss_fn=lambda p, i: loss_fn(p, batches[i]))
     params = optax.apply_updates(params, updates)
 
-  ``update(updates, state, params, *, loss_fn, stacked_batch)`` ignores ``updates``; ``loss_fn(params,
-  batch_s)`` is the scalar loss of one source's batch and every leaf of ``stacked_batch`` has a leading
-  source axis of size S. The losses are evaluated at ``params`` in their own dtype; the normalized
-  gradients, the JVP's result, E[ĝ] and the outer optimizer's inputs are at least float32.
+  ``update(updates, state, params, *, loss_fn)`` follows ``nexus.optim.microbatches``: ``updates`` is
+  ignored and ``loss_fn(params, i)`` is the scalar loss of source ``i = 0..S−1``. The losses are evaluated
+  at ``params`` in their own dtype; the normalized gradients, the JVP's result, E[ĝ] and the outer
+  optimizer's inputs are at least float32.
 
   Args:
     outer: any Optax transformation (AdamW in the paper); it sees E[ĝ] once per call, so its count,
@@ -150,22 +130,20 @@ def order_free_nexus(
   Raises:
     ValueError / TypeError: eagerly, for invalid arguments (K or S < 1, a negative or non-finite γ,
     unknown order, normalization or method, a batch size without ``method="map"``, an outer that is not
-    an Optax transformation), and at update time for missing ``loss_fn``/``stacked_batch`` or a
-    ``stacked_batch`` whose leading axis is not S.
+    an Optax transformation), and at update time for a missing or non-callable ``loss_fn`` or one that
+    does not return a scalar.
   """
-  check_transformation(outer)
-  check_num_inner_steps(num_inner_steps)
-  _check_static_int("num_sources", num_sources, 1)
-  if isinstance(order, bool) or order not in ORDERS:
-    raise ValueError(f"order={order!r} is not one of {ORDERS}.")
-  normalize_lib.check_normalization(normalize)
-  if method not in per_source.PER_SOURCE_METHODS:
-    raise ValueError(f"method={method!r} is not one of {per_source.PER_SOURCE_METHODS}.")
+  checks.check_transformation(outer)
+  checks.check_num_inner_steps(num_inner_steps)
+  checks.check_static_int("num_sources", num_sources, 1)
+  checks.check_choice("order", order, ORDERS)
+  checks.check_choice("normalize", normalize, normalize_lib.NORMALIZATIONS)
+  checks.check_choice("method", method, per_source.PER_SOURCE_METHODS)
   if batch_size is not None:
     if method != "map":
       raise ValueError("batch_size only applies to method='map'; leave it None with method='vmap'.")
-    _check_static_int("batch_size", batch_size, 1)
-  check_inner_learning_rate(inner_learning_rate, "raw")
+    checks.check_static_int("batch_size", batch_size, 1)
+  checks.check_inner_learning_rate(inner_learning_rate, "raw")
 
   schedule = as_schedule(inner_learning_rate)
   k, s = int(num_inner_steps), int(num_sources)
@@ -186,40 +164,51 @@ def order_free_nexus(
             first_order_norm=jnp.zeros([], jnp.float32),
             second_order_norm=uncomputed_second_order_norm(),
             pseudo_gradient_norm=jnp.zeros([], jnp.float32),
+            inner_losses=jnp.full([s], jnp.nan, jnp.float32),
         ),
     )
 
-  def update_fn(updates, state, params=None, *, loss_fn: Optional[Callable[[Any, Any], jax.Array]] = None,
-                stacked_batch: Any = None, **extra_args):
-    del updates, extra_args
+  def update_fn(updates, state, params=None, *, loss_fn=None, **extra_args):
+    del extra_args
     if params is None:
-      raise ValueError("order_free_nexus needs params in update(updates, state, params, ...).")
-    if loss_fn is None or stacked_batch is None:
+      raise ValueError("order_free_nexus needs params in update(updates, state, params, loss_fn=...).")
+    microbatches.check_updates(updates, params, "order_free_nexus")
+    if loss_fn is None:
       raise ValueError(
-          "order_free_nexus needs update(..., loss_fn=loss_fn, stacked_batch=stacked_batch) with "
-          "loss_fn(params, batch_s) -> scalar and stacked_batch leaves shaped [S, ...]."
+          "order_free_nexus needs update(..., loss_fn=loss_fn) with loss_fn(params, i) the scalar loss of "
+          "source i = 0..S-1."
       )
-    _check_stacked_batch(stacked_batch, s)
+    checks.check_callable("loss_fn", loss_fn, "loss_fn(params, i) with i the source index")
+    checks.check_scalar_output("order_free_nexus: loss_fn(params, i)", loss_fn, params, jnp.zeros([], jnp.int32))
+    sources = jnp.arange(s)
 
     def summed_normalized(point):
-      """θ ↦ Σ_i normalize(∇L_i(θ)); also returns the stacked raw gradients ∇L_i(θ) as an auxiliary."""
-      grads = per_source.per_source_gradients(loss_fn, point, stacked_batch, method=method, batch_size=batch_size)
-      return per_source.sum_normalized(grads, normalize), grads
+      """θ ↦ Σ_i normalize(∇L_i(θ)); also returns the losses and stacked raw gradients ∇L_i(θ)."""
+      losses, grads = per_source.per_source_values_and_gradients(
+          loss_fn, point, sources, method=method, batch_size=batch_size
+      )
+      return per_source.sum_normalized(grads, normalize), (losses, grads)
 
     gamma = schedule(state.count)
-    direction_sum, grads = summed_normalized(params)
-    first_order = optax.tree.scale(gamma * first_order_coefficient, direction_sum)
     if order == 2 and k > 1:
-      tangent = optax.tree.cast_like(direction_sum, params)
-      _, jacobian_products = jax.jvp(lambda p: summed_normalized(p)[0], (params,), (tangent,))
+      # One evaluation gives the S gradients (auxiliary), their normalized sum v and v ↦ Σ_i 𝒥_i v.
+      direction_sum, jacobian_vector_product, (losses, grads) = jax.linearize(
+          summed_normalized, params, has_aux=True
+      )
+      jacobian_products = jacobian_vector_product(optax.tree.cast_like(direction_sum, params))
       second_order = optax.tree.scale(
           gamma**2 * second_order_coefficient, tree_utils.at_least_float32(jacobian_products)
       )
-      pseudo_gradient = optax.tree.sub(first_order, second_order)
-      second_order_norm = tree_utils.tree_norm32(second_order)
     else:
+      direction_sum, (losses, grads) = summed_normalized(params)
+      second_order = None
+    first_order = optax.tree.scale(gamma * first_order_coefficient, direction_sum)
+    if second_order is None:
       pseudo_gradient = first_order
       second_order_norm = uncomputed_second_order_norm()
+    else:
+      pseudo_gradient = optax.tree.sub(first_order, second_order)
+      second_order_norm = tree_utils.tree_norm32(second_order)
 
     outer_params = tree_utils.at_least_float32(params)
     pseudo_gradient = optax.tree.cast_like(pseudo_gradient, outer_params)
@@ -232,6 +221,7 @@ def order_free_nexus(
         first_order_norm=tree_utils.tree_norm32(first_order),
         second_order_norm=second_order_norm,
         pseudo_gradient_norm=tree_utils.tree_norm32(pseudo_gradient),
+        inner_losses=jnp.asarray(losses, jnp.float32),
     )
     new_state = OrderFreeState(
         count=optax.safe_increment(state.count), outer_state=outer_state, diagnostics=diagnostics

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from nexus.optim import checks
 from nexus.optim import per_source
 from nexus.optim import tree_utils
 
@@ -90,7 +91,8 @@ def pcgrad(
   """PCGrad as a transformation over stacked per-source gradients, feeding ``outer``.
 
   ``update(stacked_grads, state, params)`` takes gradients shaped ``[S, *param_shape]`` (e.g. from
-  ``per_source.per_source_gradients``) and returns ``outer``'s update for the combined direction.
+  ``per_source.per_source_gradients``) and returns ``outer``'s update for the combined direction. Wrap it
+  in ``microbatches.stacked_gradients(pcgrad(...), K)`` to drive it with ``loss_fn(params, i)``.
 
   Args:
     outer: any Optax transformation (AdamW in the baselines); it sees the combined direction.
@@ -104,10 +106,10 @@ def pcgrad(
   Returns:
     An ``optax.GradientTransformationExtraArgs`` whose state is a ``PCGradState``.
   """
-  if order not in ORDERS:
-    raise ValueError(f"order={order!r} is not one of {ORDERS}.")
-  if reduction not in REDUCTIONS:
-    raise ValueError(f"reduction={reduction!r} is not one of {REDUCTIONS}.")
+  checks.check_transformation(outer)
+  checks.check_choice("order", order, ORDERS)
+  checks.check_choice("reduction", reduction, REDUCTIONS)
+  checks.check_static_int("seed", seed, 0)
 
   def init_fn(params):
     key = jax.random.key_data(jax.random.key(seed)) if order == "random" else None

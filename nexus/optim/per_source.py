@@ -14,24 +14,26 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from nexus.optim import checks
 from nexus.optim import normalize as normalize_lib
 from nexus.optim import tree_utils
 
 PER_SOURCE_METHODS = ("vmap", "map")
 
 
-def per_source_gradients(
+def per_source_values_and_gradients(
     loss_fn: Callable[[Any, Any], jax.Array],
     params: Any,
     stacked_batch: Any,
     *,
     method: str = "vmap",
     batch_size: Optional[int] = None,
-) -> Any:
-  """Gradients of ``loss_fn(params, batch_s)`` for every source ``s`` of ``stacked_batch[s]``.
+) -> tuple[jax.Array, Any]:
+  """Losses and gradients of ``loss_fn(params, batch_s)`` for every source ``s`` of ``stacked_batch[s]``.
 
   Args:
-    loss_fn: scalar loss of one source's batch.
+    loss_fn: scalar loss of one source's batch (``batch_s`` may also be a source index: pass
+      ``stacked_batch=jnp.arange(S)`` for a ``loss_fn(params, i)``).
     params: the point θ.
     stacked_batch: a pytree whose leaves have a leading source axis S.
     method: ``"vmap"`` computes all S gradients in parallel (S copies of the activations);
@@ -40,14 +42,20 @@ def per_source_gradients(
     batch_size: sources per chunk for ``method="map"`` (None: one at a time).
 
   Returns:
-    The gradients stacked ``[S, *param_shape]`` in the params' tree structure.
+    ``(losses[S], gradients)``, the gradients stacked ``[S, *param_shape]`` in the params' tree structure.
   """
-  if method not in PER_SOURCE_METHODS:
-    raise ValueError(f"method={method!r} is not one of {PER_SOURCE_METHODS}.")
-  grad_fn = jax.grad(loss_fn)
+  checks.check_choice("method", method, PER_SOURCE_METHODS)
+  value_and_grad_fn = jax.value_and_grad(loss_fn)
   if method == "vmap":
-    return jax.vmap(grad_fn, in_axes=(None, 0))(params, stacked_batch)
-  return jax.lax.map(lambda batch: grad_fn(params, batch), stacked_batch, batch_size=batch_size)
+    return jax.vmap(value_and_grad_fn, in_axes=(None, 0))(params, stacked_batch)
+  return jax.lax.map(lambda batch: value_and_grad_fn(params, batch), stacked_batch, batch_size=batch_size)
+
+
+def per_source_gradients(loss_fn, params, stacked_batch, *, method="vmap", batch_size=None) -> Any:
+  """The gradients of ``per_source_values_and_gradients`` (same arguments), stacked ``[S, *shape]``."""
+  return per_source_values_and_gradients(
+      loss_fn, params, stacked_batch, method=method, batch_size=batch_size
+  )[1]
 
 
 def tree_gram(stacked: Any) -> jax.Array:
@@ -89,17 +97,18 @@ def first_order_nexus(
   ``update(stacked_grads, state, params)`` takes gradients shaped ``[S, *param_shape]`` (e.g. from
   ``per_source_gradients``), forms ``ĝ = γ · Σ_s g_s/‖g_s‖`` (the first-order term of Nexus's
   pseudo-gradient, with each source visited once) and returns ``outer``'s update for it. γ may be a
-  schedule of the outer step count. With
+  schedule of the outer step count. Wrap it in ``microbatches.stacked_gradients(first_order_nexus(...), K)``
+  to drive it with ``loss_fn(params, i)``. With
   ``γ = inner_learning_rate`` equal to Nexus's, the outer optimizer sees the same scale as Nexus's raw
   pseudo-gradient would at first order.
   """
-  normalize_lib.check_normalization(normalize)
+  checks.check_transformation(outer)
+  checks.check_choice("normalize", normalize, normalize_lib.NORMALIZATIONS)
+  checks.check_inner_learning_rate(inner_learning_rate)
   if callable(inner_learning_rate):
     # A schedule of the outer step count: scale what the outer optimizer sees, whose count is that step.
     outer = optax.chain(optax.scale_by_schedule(inner_learning_rate), outer)
     inner_learning_rate = 1.0
-  elif not isinstance(inner_learning_rate, jax.core.Tracer) and inner_learning_rate < 0:
-    raise ValueError(f"inner_learning_rate must be >= 0, got {inner_learning_rate}.")
 
   def init_fn(params):
     return outer.init(params)

@@ -1,22 +1,18 @@
 """One table of every optimizer the trainer can run: Nexus, its ablations and its baselines.
 
-``build(name, **hyperparameters) -> (tx, convention)``. The hyperparameters are one flat namespace
-shared by every method (the fields of ``Hyperparameters``), so a single config section fits them all:
-each method reads the ones it uses and ignores the rest (the trainer passes the same set whatever the
-method). Unknown method or hyperparameter names raise a one-line ValueError.
+``build(name, **hyperparameters) -> tx``. The hyperparameters are one flat namespace shared by every
+method (the fields of ``Hyperparameters``), so a single config section fits them all: each method reads
+the ones it uses and ignores the rest. Every value is checked here, as strictly as the optimizer API
+checks it and more where a value would silently train nothing (γ = 0), with one-line errors.
 
-Calling conventions: how the trainer feeds the K micro-batches of one outer step to ``tx``. Every one
-consumes the same K micro-batches per step.
+Every method follows one calling convention (``nexus.optim.microbatches``)::
 
-- ``"accumulate"``: the trainer averages the K micro-batch gradients taken at θ and calls
-  ``update(mean_grad, state, params)``.
-- ``"opaque"``: ``update(params, state, params, grad_fn=grad_fn)`` with ``grad_fn(params, i)`` the
-  gradient of micro-batch ``i`` at ``params`` (or ``value_and_grad_fn=``); the optimizer decides where
-  to evaluate it. The state has ``diagnostics`` with ``inner_losses: float32[K]``.
-- ``"per_source"``: the trainer stacks the K micro-batch gradients taken at θ, ``[K, *param_shape]``,
-  and calls ``update(stacked, state, params)``.
-- ``"loss_fn"``: ``update(params, state, params, loss_fn=loss_fn, stacked_batch=batch)`` with
-  ``loss_fn(params, microbatch)`` and the micro-batches stacked along a leading axis of size K.
+  updates, state = tx.update(params, state, params, loss_fn=loss_fn)
+
+with ``loss_fn(params, i)`` the loss of micro-batch ``i`` of the K of one outer step; each method decides
+where to evaluate which micro-batch, and every one consumes the same K micro-batches per step and keeps
+their losses in ``optax.tree.get(state, "inner_losses")`` (at θ for the methods that evaluate there, at
+the inner points φ_k for the two-loop methods).
 
 Clipping at ``clip_norm`` (the paper's AdamW baseline clips the mean gradient at 1.0) is applied to
 what AdamW (or Muon) receives: the mean gradient (``adamw``), the pseudo-gradient inside the outer chain
@@ -31,17 +27,18 @@ from typing import Callable, NamedTuple, Optional
 
 import optax
 
+from nexus.optim import checks
+from nexus.optim import microbatches
 from nexus.optim.lookahead import lookahead
 from nexus.optim.lookahead import snoo
 from nexus.optim.nexus import PSEUDO_GRADIENT_SCALES
+from nexus.optim.normalize import NORMALIZATIONS
 from nexus.optim.nexus import ScalarOrSchedule
 from nexus.optim.nexus import nexus
 from nexus.optim.order_free import order_free_nexus
 from nexus.optim.pcgrad import pcgrad
 from nexus.optim.per_source import first_order_nexus
 from nexus.optim.sam import microbatch_sam
-
-CONVENTIONS = ("accumulate", "opaque", "per_source", "loss_fn")
 
 # Muon's updates of 2D params are rescaled to AdamW's typical RMS (Liu et al. 2025, "Muon is Scalable
 # for LLM Training", arXiv:2502.16982), so nexus_muon shares AdamW's learning rate and weight decay.
@@ -103,20 +100,50 @@ REQUIRED = tuple(
 )
 
 
+# Methods whose pseudo-gradient is γ times a (sum of) normalized or SGD step(s): γ = 0 trains nothing.
+USES_GAMMA = ("nexus", "nexus_unnormalized", "nexus_muon", "nexus_first_order", "order_free")
+
+
+def check_hyperparameters(name: str, hp: Hyperparameters) -> None:
+  """One-line errors for values no method should train with (each method's factory checks the rest)."""
+  unbounded = float("inf")
+  checks.check_num_inner_steps(hp.num_inner_steps)
+  checks.check_scalar_in_range("learning_rate", hp.learning_rate, 0.0, unbounded, closed="neither")
+  checks.check_scalar_in_range("b1", hp.b1, 0.0, 1.0, closed="left")
+  checks.check_scalar_in_range("b2", hp.b2, 0.0, 1.0, closed="left")
+  checks.check_scalar_in_range("eps", hp.eps, 0.0, unbounded, closed="left")
+  checks.check_scalar_in_range("weight_decay", hp.weight_decay, 0.0, unbounded, closed="left")
+  if hp.clip_norm is not None:
+    checks.check_scalar_in_range(
+        "clip_norm", hp.clip_norm, 0.0, unbounded, closed="left", fix="pass None or 0 to disable clipping."
+    )
+  checks.check_choice("normalize", hp.normalize, NORMALIZATIONS)
+  checks.check_choice("pseudo_gradient_scale", hp.pseudo_gradient_scale, PSEUDO_GRADIENT_SCALES)
+  if name in USES_GAMMA and not (name == "nexus_first_order" and hp.pseudo_gradient_scale == "inverse_gamma"):
+    if hp.inner_learning_rate is None:
+      raise ValueError(f"optimizer {name!r} needs inner_learning_rate (γ).")
+    checks.check_scalar_in_range(
+        "inner_learning_rate", hp.inner_learning_rate, 0.0, unbounded, closed="neither",
+        fix=f"γ = 0 makes {name} train nothing; pass the inner step length γ > 0.",
+    )
+
+
 def _clipped(hp: Hyperparameters, tx: optax.GradientTransformation) -> optax.GradientTransformation:
   """``tx`` preceded by global-norm clipping at ``hp.clip_norm`` (none when None or 0)."""
   if hp.clip_norm is None or hp.clip_norm == 0:
     return tx
-  if hp.clip_norm < 0:
-    raise ValueError(f"clip_norm must be > 0, or None or 0 to disable clipping, got {hp.clip_norm}.")
   return optax.chain(optax.clip_by_global_norm(hp.clip_norm), tx)
 
 
 def _adamw(hp: Hyperparameters) -> optax.GradientTransformation:
-  """Clipped AdamW: the baseline, and the outer optimizer of the Nexus family."""
+  """Clipped AdamW: the baseline's optimizer, and the outer optimizer of the Nexus family."""
   return _clipped(
       hp, optax.adamw(hp.learning_rate, b1=hp.b1, b2=hp.b2, eps=hp.eps, weight_decay=hp.weight_decay)
   )
+
+
+def _accumulated_adamw(hp: Hyperparameters):
+  return microbatches.accumulate_gradients(_adamw(hp), hp.num_inner_steps)
 
 
 def _nexus_with(hp: Hyperparameters, outer: optax.GradientTransformation, normalize: str):
@@ -144,15 +171,9 @@ def _nexus_muon(hp: Hyperparameters):
 
 def _nexus_first_order(hp: Hyperparameters):
   """γ Σ_k g_k/‖g_k‖ at θ; "inverse_gamma" feeds the plain sum."""
-  if hp.pseudo_gradient_scale not in PSEUDO_GRADIENT_SCALES:
-    raise ValueError(f"pseudo_gradient_scale={hp.pseudo_gradient_scale!r} is not one of {PSEUDO_GRADIENT_SCALES}.")
-  outer = _adamw(hp)
-  gamma = hp.inner_learning_rate
-  if hp.pseudo_gradient_scale == "inverse_gamma":
-    gamma = 1.0
-  elif gamma is None:
-    raise ValueError("nexus_first_order needs inner_learning_rate (γ).")
-  return first_order_nexus(outer, gamma, normalize=hp.normalize)
+  gamma = 1.0 if hp.pseudo_gradient_scale == "inverse_gamma" else hp.inner_learning_rate
+  tx = first_order_nexus(_adamw(hp), gamma, normalize=hp.normalize)
+  return microbatches.stacked_gradients(tx, hp.num_inner_steps)
 
 
 def _order_free(hp: Hyperparameters):
@@ -192,37 +213,35 @@ def _sam(hp: Hyperparameters):
 def _pcgrad(hp: Hyperparameters):
   # The mean keeps AdamW accumulation's scale (equal to it when no pair conflicts), so clip_norm means
   # the same as for the baseline; the paper's sum differs by the factor K only.
-  return pcgrad(_adamw(hp), order=hp.projection_order, seed=hp.seed, reduction="mean")
+  tx = pcgrad(_adamw(hp), order=hp.projection_order, seed=hp.seed, reduction="mean")
+  return microbatches.stacked_gradients(tx, hp.num_inner_steps)
 
 
 class Method(NamedTuple):
-  """A registered optimizer: ``factory(Hyperparameters) -> tx``, its calling convention, a summary."""
+  """A registered optimizer: ``factory(Hyperparameters) -> tx`` and a one-line summary."""
 
   factory: Callable[[Hyperparameters], optax.GradientTransformation]
-  convention: str
   summary: str
 
 
 METHODS = {
-    "adamw": Method(_adamw, "accumulate", "AdamW on the mean of the K micro-batch gradients at θ"),
-    "nexus": Method(_nexus, "opaque", "K normalized inner steps of length γ, AdamW on θ − φ"),
-    "nexus_first_order": Method(
-        _nexus_first_order, "per_source", "Nexus's γ→0 limit: AdamW on γ Σ_k g_k/‖g_k‖ at θ"
-    ),
+    "adamw": Method(_accumulated_adamw, "AdamW on the mean of the K micro-batch gradients at θ"),
+    "nexus": Method(_nexus, "K normalized inner steps of length γ, AdamW on θ − φ"),
+    "nexus_first_order": Method(_nexus_first_order, "Nexus's γ→0 limit: AdamW on γ Σ_k g_k/‖g_k‖ at θ"),
     "nexus_unnormalized": Method(
-        _nexus_unnormalized, "opaque", "Fish-like: K plain SGD inner steps of rate γ, AdamW on θ − φ"
+        _nexus_unnormalized, "Fish-like: K plain SGD inner steps of rate γ, AdamW on θ − φ"
     ),
-    "nexus_muon": Method(_nexus_muon, "opaque", "Nexus with Muon (AdamW for non-2D params) as the outer"),
-    "order_free": Method(_order_free, "loss_fn", "Nexus's update averaged over source orders, to O(γ²)"),
-    "lookahead": Method(_lookahead, "opaque", "K AdamW steps, then θ ← θ + α(φ − θ)"),
-    "snoo": Method(_snoo, "opaque", "K AdamW steps, then Nesterov SGD on θ − φ"),
-    "sam": Method(_sam, "opaque", "AdamW on the mean gradient at θ + ρ ḡ/‖ḡ‖ (optax.contrib.sam)"),
-    "pcgrad": Method(_pcgrad, "per_source", "AdamW on the mean of PCGrad-projected micro-batch gradients"),
+    "nexus_muon": Method(_nexus_muon, "Nexus with Muon (AdamW for non-2D params) as the outer"),
+    "order_free": Method(_order_free, "Nexus's update averaged over source orders, to O(γ²)"),
+    "lookahead": Method(_lookahead, "K AdamW steps, then θ ← θ + α(φ − θ)"),
+    "snoo": Method(_snoo, "K AdamW steps, then Nesterov SGD on θ − φ"),
+    "sam": Method(_sam, "AdamW on the mean gradient at θ + ρ ḡ/‖ḡ‖ (optax.contrib.sam)"),
+    "pcgrad": Method(_pcgrad, "AdamW on the mean of PCGrad-projected micro-batch gradients"),
 }
 
 
-def build(name: str, **hyperparameters) -> tuple[optax.GradientTransformation, str]:
-  """Returns ``(tx, convention)`` for the method ``name`` (a key of ``METHODS``).
+def build(name: str, **hyperparameters) -> optax.GradientTransformationExtraArgs:
+  """Returns the optimizer ``name`` (a key of ``METHODS``), called as the module docstring says.
 
   Args:
     name: the method.
@@ -231,7 +250,7 @@ def build(name: str, **hyperparameters) -> tuple[optax.GradientTransformation, s
 
   Raises:
     ValueError / TypeError: eagerly, for an unknown method or hyperparameter name, a missing required
-      one, or an invalid value for the method.
+      one, or an invalid value.
   """
   if name not in METHODS:
     raise ValueError(f"unknown optimizer {name!r}; pick one of {sorted(METHODS)}.")
@@ -241,5 +260,6 @@ def build(name: str, **hyperparameters) -> tuple[optax.GradientTransformation, s
   missing = [key for key in REQUIRED if key not in hyperparameters]
   if missing:
     raise ValueError(f"optimizer {name!r} needs the hyperparameters {missing}.")
-  method = METHODS[name]
-  return method.factory(Hyperparameters(**hyperparameters)), method.convention
+  hp = Hyperparameters(**hyperparameters)
+  check_hyperparameters(name, hp)
+  return METHODS[name].factory(hp)

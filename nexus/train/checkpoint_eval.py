@@ -62,7 +62,7 @@ def evaluate_checkpoint(workdir: str, *, closeness_steps: int = 20, closeness_le
   config = load_run_config(workdir)
   mesh = make_mesh(config.mesh)
   schedule = schedules.learning_rate_schedule(config.opt, config.train.steps)
-  tx, _ = optimizer_lib.build_optimizer(config.opt, schedule, config.train.num_inner_steps, seed=config.seed)
+  tx = optimizer_lib.build_optimizer(config.opt, schedule, config.train.num_inner_steps, seed=config.seed)
   run = setup_lib.setup_run(config, tx, mesh)
   checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.checkpoint.keep)
   restored = checkpointer.restore_latest(run.abstract_state)

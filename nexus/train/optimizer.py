@@ -2,6 +2,7 @@
 
 import optax
 
+from nexus.optim import checks
 from nexus.optim import registry
 from nexus.optim import schedules as optim_schedules
 
@@ -10,8 +11,7 @@ GAMMA_SCHEDULES = ("tied", "constant")
 
 def inner_learning_rate(opt_cfg, learning_rate: optax.Schedule):
   """γ as configured: tied to the outer schedule (γ_t = γ·η_t/η_peak) or constant."""
-  if opt_cfg.gamma_schedule not in GAMMA_SCHEDULES:
-    raise ValueError(f"opt.gamma_schedule={opt_cfg.gamma_schedule!r} is not one of {GAMMA_SCHEDULES}.")
+  checks.check_choice("opt.gamma_schedule", opt_cfg.gamma_schedule, GAMMA_SCHEDULES)
   if opt_cfg.gamma_schedule == "constant":
     return float(opt_cfg.inner_learning_rate)
   return optim_schedules.tied_inner_learning_rate(
@@ -20,7 +20,17 @@ def inner_learning_rate(opt_cfg, learning_rate: optax.Schedule):
 
 
 def build_optimizer(opt_cfg, learning_rate: optax.Schedule, num_inner_steps: int, *, seed: int = 0):
-  """Returns ``(tx, calling_convention)`` for ``opt_cfg.name`` (see ``nexus.optim.registry``)."""
+  """Returns the optimizer ``opt_cfg.name`` (see ``nexus.optim.registry``), its values checked first.
+
+  The peak values are checked here because the registry receives the schedules built from them.
+  """
+  unbounded = float("inf")
+  checks.check_scalar_in_range("opt.learning_rate", opt_cfg.learning_rate, 0.0, unbounded, closed="neither")
+  if opt_cfg.name in registry.USES_GAMMA:
+    checks.check_scalar_in_range(
+        "opt.inner_learning_rate", opt_cfg.inner_learning_rate, 0.0, unbounded, closed="neither",
+        fix=f"γ = 0 makes {opt_cfg.name} train nothing; pass the inner step length γ > 0.",
+    )
   return registry.build(
       opt_cfg.name,
       learning_rate=learning_rate,

@@ -1,17 +1,13 @@
-"""The jitted training step: one outer step over K micro-batches, for every calling convention.
+"""The jitted training step: one outer step over K micro-batches, the same code for every optimizer.
 
-A batch holds ``tokens: int32[K, B, L+1]`` (see docs/design.md). How the K micro-batches reach the
-optimizer depends on its calling convention (``nexus.optim.registry``):
+A batch holds ``tokens: int32[K, B, L+1]`` (see docs/design.md). Every registered optimizer follows one
+calling convention (``nexus.optim.microbatches``): ``tx.update(params, state, params, loss_fn=loss_fn)``
+with ``loss_fn(params, i)`` the loss of micro-batch ``i``. The optimizer decides where to evaluate it
+(Nexus along its inner trajectory, AdamW at θ with gradient accumulation, ...) and keeps the K
+micro-batch losses in its state (``inner_losses``), which the step logs, so no extra forward pass runs.
 
-- ``accumulate`` (AdamW baseline): the K gradients are taken at θ and averaged (gradient accumulation);
-- ``opaque`` (Nexus, Lookahead, SNOO, ...): the optimizer runs its K inner steps itself through
-  ``value_and_grad_fn(params, i)`` on micro-batch ``i``, in one ``jax.lax.scan``;
-- ``per_source``: the K micro-batch gradients at θ are stacked ``[K, ...]`` (γ→0 Nexus, PCGrad);
-- ``loss_fn``: the optimizer gets the loss function and the stacked micro-batches (order-free Nexus).
-
-Every convention consumes exactly the same tokens per step. A non-finite loss or update never reaches
-the state: the step keeps the previous state and counts the skip (``nonfinite='stop'`` makes the host
-stop on it instead).
+A non-finite loss or update never reaches the state: the step keeps the previous state and counts the
+skip (``nonfinite='stop'`` makes the host stop on it instead).
 """
 
 from typing import Any, Callable, NamedTuple
@@ -19,8 +15,6 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
-
-CONVENTIONS = ("accumulate", "opaque", "per_source", "loss_fn")
 
 
 class TrainState(NamedTuple):
@@ -62,45 +56,18 @@ def _diagnostic_metrics(diagnostics) -> dict:
 def make_train_step(
     microbatch_loss: Callable[[Any, jax.Array], jax.Array],
     tx: optax.GradientTransformation,
-    convention: str,
 ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
   """Returns ``step(state, batch) -> (state, metrics)`` (not yet jitted).
 
   Args:
     microbatch_loss: ``loss(params, tokens[B, L+1]) -> scalar`` mean next-token loss of one micro-batch.
-    tx: the optimizer.
-    convention: how ``tx`` takes the K micro-batches (see the module docstring).
+    tx: the optimizer, following ``nexus.optim.microbatches``'s calling convention.
   """
-  if convention not in CONVENTIONS:
-    raise ValueError(f"optimizer calling convention {convention!r} is not one of {CONVENTIONS}.")
-  value_and_grad = jax.value_and_grad(microbatch_loss)
 
   def optimizer_update(state: TrainState, tokens: jax.Array):
-    params = state.params
-    if convention == "accumulate":
-      def accumulate(total, microbatch):
-        loss, grads = value_and_grad(params, microbatch)
-        return optax.tree.add(total, grads), loss
-
-      total, losses = jax.lax.scan(accumulate, optax.tree.zeros_like(params), tokens)
-      grads = optax.tree.scale(1.0 / tokens.shape[0], total)
-      updates, opt_state = tx.update(grads, state.opt_state, params)
-      return updates, opt_state, losses
-    if convention == "opaque":
-      updates, opt_state = tx.update(
-          params, state.opt_state, params,
-          value_and_grad_fn=lambda p, i: value_and_grad(p, tokens[i]),
-      )
-      return updates, opt_state, _find_diagnostics(opt_state).inner_losses
-    if convention == "per_source":
-      losses, stacked = jax.lax.map(lambda microbatch: value_and_grad(params, microbatch), tokens)
-      updates, opt_state = tx.update(stacked, state.opt_state, params)
-      return updates, opt_state, losses
-    losses = jax.lax.map(lambda microbatch: microbatch_loss(params, microbatch), tokens)
-    updates, opt_state = tx.update(
-        params, state.opt_state, params, loss_fn=microbatch_loss, stacked_batch=tokens
-    )
-    return updates, opt_state, losses
+    loss_fn = lambda params, i: microbatch_loss(params, tokens[i])
+    updates, opt_state = tx.update(state.params, state.opt_state, state.params, loss_fn=loss_fn)
+    return updates, opt_state, _find_diagnostics(opt_state).inner_losses
 
   def step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
     updates, opt_state, losses = optimizer_update(state, batch["tokens"])

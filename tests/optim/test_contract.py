@@ -149,25 +149,33 @@ class ShardingTest(absltest.TestCase):
       params = jax.device_put({"w": jnp.ones((4, 8)), "b": jnp.ones((3, 8)), "s": jnp.ones(())}, shardings)
       data = jax.device_put(jnp.arange(2 * 8.0).reshape(2, 8), NamedSharding(mesh, P(None, "model")))
       loss = lambda p, x: jnp.sum(jnp.sin(p["w"] * x[0])) + jnp.sum(p["b"] * x[1]) + p["s"] ** 2
-      tx = nexus.nexus(optax.adamw(1e-2), 0.01, num_inner_steps=2)
-      state = jax.jit(tx.init)(params)
-      def step(params, state, data):
-        grad_fn = lambda p, i: jax.grad(loss)(p, data * (1.0 + i))
-        updates, state = tx.update(params, state, params, grad_fn=grad_fn)
-        return optax.apply_updates(params, updates), state
-      step = jax.jit(step, donate_argnums=(0, 1))
-      def check(params, state):
-        for name in specs:
-          assert state.outer_params[name].sharding.spec == params[name].sharding.spec, name
-          mu = state.outer_state[0].mu[name]
-          assert mu.sharding.spec == params[name].sharding.spec, (name, mu.sharding)
-      check(params, state)
-      first = jax.tree.map(lambda x: x.sharding, state)
-      for _ in range(3):
-        params, state = step(params, state, data)
-        check(params, state)
-        same = jax.tree.map(lambda x, s: x.sharding.is_equivalent_to(s, x.ndim), state, first)
-        assert all(jax.tree.leaves(same)), same
+      for dtype, mode in [(jnp.float32, "opaque"), (jnp.bfloat16, "opaque"), (jnp.float32, "transparent")]:
+        typed = jax.device_put({k: jnp.ones(v.shape, dtype) for k, v in params.items()}, shardings)
+        tx = nexus.nexus(optax.adamw(1e-2), 0.01, num_inner_steps=2, mode=mode)
+        with jax.set_mesh(mesh):  # explicit axes: outputs that only copy shardings need the mesh
+          state = jax.jit(tx.init)(typed)
+        def step(params, state, data):
+          if mode == "opaque":
+            loss_fn = lambda p, i: loss(p, data * (1.0 + i))
+            updates, state = tx.update(params, state, params, loss_fn=loss_fn)
+          else:
+            updates, state = tx.update(jax.grad(loss)(params, data), state, params)
+          return optax.apply_updates(params, updates), state
+        step = jax.jit(step, donate_argnums=(0, 1))
+        def check(params, state):
+          copies = [state.outer_params] if dtype == jnp.bfloat16 or mode == "transparent" else []
+          for name in specs:
+            for copy in copies:
+              assert copy[name].sharding.spec == params[name].sharding.spec, name
+            mu = state.outer_state[0].mu[name]
+            assert mu.sharding.spec == params[name].sharding.spec, (name, mu.sharding)
+        check(typed, state)
+        first = jax.tree.map(lambda x: x.sharding, state)
+        for _ in range(3):
+          typed, state = step(typed, state, data)
+          check(typed, state)
+          same = jax.tree.map(lambda x, s: x.sharding.is_equivalent_to(s, x.ndim), state, first)
+          assert all(jax.tree.leaves(same)), same
       print("ok")
     """)
 

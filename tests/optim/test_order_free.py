@@ -30,7 +30,9 @@ def order_free_update(params, gamma, source_ids, num_inner_steps, **kwargs):
   tx = order_free.order_free_nexus(
       optax.sgd(1.0), gamma, num_inner_steps=num_inner_steps, num_sources=len(source_ids), **kwargs
   )
-  update = lambda p: tx.update(p, tx.init(p), p, loss_fn=problems.source_loss, stacked_batch=jnp.asarray(source_ids))
+  sources = jnp.asarray(source_ids)
+  loss_fn = lambda p, i: problems.source_loss(p, sources[i])  # loss_fn(params, i): source i's loss
+  update = lambda p: tx.update(p, tx.init(p), p, loss_fn=loss_fn)
   return jax.jit(update)(params)
 
 
@@ -138,7 +140,7 @@ class StateTest(absltest.TestCase):
     gamma = lambda count: 0.01 * (1.0 + count)
     tx = order_free.order_free_nexus(optax.adamw(1e-3), gamma, num_inner_steps=2, num_sources=3, order=1)
     state = tx.init(params)
-    step = jax.jit(lambda s: tx.update(params, s, params, loss_fn=problems.source_loss, stacked_batch=jnp.arange(3)))
+    step = jax.jit(lambda s: tx.update(params, s, params, loss_fn=problems.source_loss))
     first_order_norms = []
     for _ in range(2):
       _, state = step(state)
@@ -151,7 +153,7 @@ class StateTest(absltest.TestCase):
     params32 = problems.make_params(jnp.float32)
     params16 = optax.tree.cast(params32, jnp.bfloat16)
     tx = order_free.order_free_nexus(optax.adam(1e-2), 0.01, num_inner_steps=4, num_sources=3)
-    step = jax.jit(lambda p: tx.update(p, tx.init(p), p, loss_fn=problems.source_loss, stacked_batch=jnp.arange(3)))
+    step = jax.jit(lambda p: tx.update(p, tx.init(p), p, loss_fn=problems.source_loss))
     updates16, state16 = step(params16)
     updates32, _ = step(params32)
     for u in jax.tree.leaves(updates16):
@@ -188,10 +190,14 @@ class InvalidArgumentsTest(parameterized.TestCase):
     state = tx.init(params)
     with self.assertRaisesRegex(ValueError, "loss_fn"):
       tx.update(params, state, params)
-    with self.assertRaisesRegex(ValueError, "num_sources=3"):
-      tx.update(params, state, params, loss_fn=problems.source_loss, stacked_batch=jnp.arange(2))
+    with self.assertRaisesRegex(TypeError, "loss_fn must be callable"):
+      tx.update(params, state, params, loss_fn=3)
+    with self.assertRaisesRegex(ValueError, "scalar"):
+      tx.update(params, state, params, loss_fn=lambda p, i: p["a"])
+    with self.assertRaisesRegex(ValueError, "the ignored updates"):
+      tx.update({"a": params["a"]}, state, params, loss_fn=problems.source_loss)
     with self.assertRaisesRegex(ValueError, "params"):
-      tx.update(params, state, loss_fn=problems.source_loss, stacked_batch=jnp.arange(3))
+      tx.update(params, state, loss_fn=problems.source_loss)
 
 
 class ShardingTest(absltest.TestCase):
@@ -213,7 +219,7 @@ class ShardingTest(absltest.TestCase):
       for method in ("vmap", "map"):
         tx = order_free.order_free_nexus(optax.adamw(1e-2), 0.05, num_inner_steps=4, num_sources=3, method=method)
         def step(params, state, data):
-          updates, state = tx.update(params, state, params, loss_fn=loss_fn, stacked_batch=data)
+          updates, state = tx.update(params, state, params, loss_fn=lambda p, i: loss_fn(p, data[i]))
           return optax.apply_updates(params, updates), state
         params = jax.device_put(host_params, shardings)
         data = jax.device_put(host_data, NamedSharding(mesh, P(None, None, "model")))
@@ -222,7 +228,8 @@ class ShardingTest(absltest.TestCase):
             tx, lambda _, sharding: sharding, jax.eval_shape(tx.init, params), shardings,
             transform_non_params=lambda _: NamedSharding(mesh, P()),
         )
-        state = jax.jit(tx.init, out_shardings=state_shardings)(params)
+        with jax.set_mesh(mesh):  # explicit axes: outputs that only copy shardings need the mesh
+          state = jax.jit(tx.init, out_shardings=state_shardings)(params)
         sharded_step = jax.jit(step, donate_argnums=(0, 1))
         first = jax.tree.map(lambda x: x.sharding, state)
         for _ in range(3):

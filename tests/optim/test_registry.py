@@ -1,4 +1,4 @@
-"""Every registered optimizer runs in its calling convention and trains; the table's choices hold."""
+"""Every registered optimizer runs in the one calling convention and trains; the table's choices hold."""
 
 from absl.testing import absltest
 from absl.testing import parameterized
@@ -12,28 +12,17 @@ from nexus.optim.schedules import tied_inner_learning_rate
 from tests.optim import problems
 
 K = problems.NUM_SOURCES  # micro-batch i of every step is source i
-SOURCES = jnp.arange(K)
 
 
 def total_loss(params):
   return sum(problems.source_loss(params, s) for s in range(K))
 
 
-def make_step(tx, convention):
-  """One outer step in ``convention``, fed the way the trainer feeds it (see the registry docstring)."""
+def make_step(tx):
+  """One outer step, fed the way the trainer feeds every method: ``loss_fn(params, i)``."""
 
   def step(params, state):
-    if convention == "accumulate":
-      grads = jax.vmap(jax.grad(problems.source_loss), in_axes=(None, 0))(params, SOURCES)
-      updates, state = tx.update(jax.tree.map(lambda g: jnp.mean(g, axis=0), grads), state, params)
-    elif convention == "opaque":
-      value_and_grad_fn = lambda p, i: jax.value_and_grad(problems.source_loss)(p, i)
-      updates, state = tx.update(params, state, params, value_and_grad_fn=value_and_grad_fn)
-    elif convention == "per_source":
-      stacked = jax.vmap(jax.grad(problems.source_loss), in_axes=(None, 0))(params, SOURCES)
-      updates, state = tx.update(stacked, state, params)
-    else:
-      updates, state = tx.update(params, state, params, loss_fn=problems.source_loss, stacked_batch=SOURCES)
+    updates, state = tx.update(params, state, params, loss_fn=problems.source_loss)
     return optax.apply_updates(params, updates), state
 
   return jax.jit(step)
@@ -52,28 +41,34 @@ def trainer_hyperparameters(**overrides):
 
 
 def run(name, num_steps, **overrides):
-  tx, convention = registry.build(name, **trainer_hyperparameters(**overrides))
+  tx = registry.build(name, **trainer_hyperparameters(**overrides))
   params = problems.make_params(jnp.float32)
   state = tx.init(params)
-  step = make_step(tx, convention)
+  step = make_step(tx)
   for _ in range(num_steps):
     params, state = step(params, state)
-  return params, state, convention
+  return params, state
 
 
 class EveryMethodTest(parameterized.TestCase):
 
   @parameterized.parameters(*sorted(registry.METHODS))
-  def test_trains_in_its_convention(self, name):
-    params, state, convention = run(name, 12)
-    self.assertIn(convention, registry.CONVENTIONS)
+  def test_trains_and_reports_the_microbatch_losses(self, name):
+    params, state = run(name, 12)
     initial = float(total_loss(problems.make_params(jnp.float32)))
     final = float(total_loss(params))
     self.assertLess(final, 0.97 * initial, f"{name}: loss {initial:.4f} -> {final:.4f}")
-    if convention == "opaque":  # The trainer logs the micro-batch losses from the diagnostics.
-      losses = optax.tree.get(state, "diagnostics").inner_losses
-      self.assertEqual(losses.shape, (K,))
-      self.assertTrue(bool(jnp.all(jnp.isfinite(losses))))
+    losses = optax.tree.get(state, "diagnostics").inner_losses  # what the trainer logs
+    self.assertEqual(losses.shape, (K,))
+    self.assertTrue(bool(jnp.all(jnp.isfinite(losses))))
+
+  @parameterized.parameters("adamw", "nexus_first_order", "pcgrad", "sam")
+  def test_methods_at_theta_report_the_losses_at_theta(self, name):
+    params, state = run(name, 3)
+    del params  # The losses are those of the last step's starting point, recomputed here.
+    params_before, _ = run(name, 2)
+    want = [problems.source_loss(params_before, i) for i in range(K)]
+    np.testing.assert_allclose(optax.tree.get(state, "inner_losses"), want, rtol=1e-5)
 
 
 class TableChoicesTest(absltest.TestCase):
@@ -82,9 +77,8 @@ class TableChoicesTest(absltest.TestCase):
     params = {"w": jnp.zeros(3)}
     grad = {"w": jnp.asarray([30.0, -40.0, 0.0])}  # norm 50
     for clip_norm, scale in ((1.0, 1 / 50), (0.0, 1.0), (None, 1.0)):
-      tx, convention = registry.build("adamw", learning_rate=0.1, num_inner_steps=2, clip_norm=clip_norm)
-      self.assertEqual(convention, "accumulate")
-      got, _ = tx.update(grad, tx.init(params), params)
+      tx = registry.build("adamw", learning_rate=0.1, num_inner_steps=2, clip_norm=clip_norm)
+      got, _ = tx.update(params, tx.init(params), params, grad_fn=lambda p, i: grad)
       want_tx = optax.adamw(0.1)
       want, _ = want_tx.update(jax.tree.map(lambda g: scale * g, grad), want_tx.init(params), params)
       np.testing.assert_allclose(got["w"], want["w"], rtol=1e-6)
@@ -92,18 +86,18 @@ class TableChoicesTest(absltest.TestCase):
   def test_lookahead_schedule_counts_outer_steps(self):
     # η = 0.05 in outer step 0 only: the K inner steps of step 0 all use it, and step 1 does not move.
     first_step_only = lambda count: jnp.where(count == 0, 0.05, 0.0)
-    after_one, _, _ = run("lookahead", 1, learning_rate=first_step_only)
-    constant, _, _ = run("lookahead", 1, learning_rate=0.05)
-    after_two, _, _ = run("lookahead", 2, learning_rate=first_step_only)
+    after_one, _ = run("lookahead", 1, learning_rate=first_step_only)
+    constant, _ = run("lookahead", 1, learning_rate=0.05)
+    after_two, _ = run("lookahead", 2, learning_rate=first_step_only)
     for a, c, b in zip(jax.tree.leaves(after_one), jax.tree.leaves(constant), jax.tree.leaves(after_two)):
       np.testing.assert_allclose(a, c, rtol=1e-6)
       np.testing.assert_allclose(b, a, rtol=1e-6)
 
   def test_first_order_accepts_a_gamma_schedule_and_inverse_gamma(self):
-    constant, _, _ = run("nexus_first_order", 3, inner_learning_rate=0.05)
-    scheduled, _, _ = run("nexus_first_order", 3, inner_learning_rate=lambda count: 0.05)
-    unit, _, _ = run("nexus_first_order", 3, inner_learning_rate=1.0)
-    inverse, _, _ = run("nexus_first_order", 3, pseudo_gradient_scale="inverse_gamma")
+    constant, _ = run("nexus_first_order", 3, inner_learning_rate=0.05)
+    scheduled, _ = run("nexus_first_order", 3, inner_learning_rate=lambda count: 0.05)
+    unit, _ = run("nexus_first_order", 3, inner_learning_rate=1.0)
+    inverse, _ = run("nexus_first_order", 3, pseudo_gradient_scale="inverse_gamma")
     for c, s, u, i in zip(*map(jax.tree.leaves, (constant, scheduled, unit, inverse))):
       np.testing.assert_allclose(s, c, rtol=1e-6)
       np.testing.assert_allclose(i, u, rtol=1e-6)
@@ -111,10 +105,11 @@ class TableChoicesTest(absltest.TestCase):
   def test_pcgrad_without_conflicts_is_adamw_accumulation(self):
     stacked = {"w": jnp.asarray([[1.0, 2.0], [3.0, 1.0], [0.5, 0.5]])}  # pairwise inner products > 0
     params = {"w": jnp.zeros(2)}
-    pcgrad_tx, _ = registry.build("pcgrad", learning_rate=0.1, num_inner_steps=3)
-    adamw_tx, _ = registry.build("adamw", learning_rate=0.1, num_inner_steps=3)
-    got, _ = pcgrad_tx.update(stacked, pcgrad_tx.init(params), params)
-    want, _ = adamw_tx.update({"w": jnp.mean(stacked["w"], axis=0)}, adamw_tx.init(params), params)
+    grad_fn = lambda p, i: {"w": stacked["w"][i]}
+    pcgrad_tx = registry.build("pcgrad", learning_rate=0.1, num_inner_steps=3)
+    adamw_tx = registry.build("adamw", learning_rate=0.1, num_inner_steps=3)
+    got, _ = pcgrad_tx.update(params, pcgrad_tx.init(params), params, grad_fn=grad_fn)
+    want, _ = adamw_tx.update(params, adamw_tx.init(params), params, grad_fn=grad_fn)
     np.testing.assert_allclose(got["w"], want["w"], rtol=1e-6)
 
 
@@ -141,6 +136,22 @@ class ErrorsTest(absltest.TestCase):
       registry.build("nexus_first_order", learning_rate=0.1, num_inner_steps=2)
     with self.assertRaisesRegex(ValueError, "normalize="):
       registry.build("nexus", **trainer_hyperparameters(normalize="layer"))
+
+  def test_values_that_would_train_nothing_or_diverge_are_refused(self):
+    for name, overrides, message in (
+        ("nexus", dict(inner_learning_rate=0.0), r"γ = 0 makes nexus train nothing"),
+        ("nexus", dict(inner_learning_rate=float("nan")), "inner_learning_rate must be in"),
+        ("order_free", dict(inner_learning_rate=0.0), "inner_learning_rate"),
+        ("adamw", dict(b1=2.0), r"b1 must be in \[0.0, 1.0\), got 2.0"),
+        ("adamw", dict(b2=1.0), "b2 must be in"),
+        ("adamw", dict(eps=-1.0), "eps must be in"),
+        ("adamw", dict(weight_decay=float("inf")), "weight_decay must be in"),
+        ("adamw", dict(learning_rate=0.0), "learning_rate must be in"),
+        ("adamw", dict(num_inner_steps=0), "num_inner_steps must be >= 1"),
+    ):
+      with self.subTest(name=name, overrides=overrides):
+        with self.assertRaisesRegex(ValueError, message):
+          registry.build(name, **trainer_hyperparameters(**overrides))
 
 
 if __name__ == "__main__":

@@ -45,8 +45,7 @@ class MicrobatchSAMTest(absltest.TestCase):
       params = problems.make_params(jnp.float64)
       optimizer = optax.adamw(0.05, b1=0.9, b2=0.95, eps=1e-10, weight_decay=0.1)
       tx = microbatch_sam(optimizer, rho=0.1, num_microbatches=NUM_MICROBATCHES)
-      grad_fn = lambda p, i: jax.grad(problems.source_loss)(p, i)
-      got, _ = run_sam(tx, params, 3, grad_fn=grad_fn)
+      got, _ = run_sam(tx, params, 3, loss_fn=problems.source_loss)
       want = reference_sam(params, optimizer, 0.1, 3)
       for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
         np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
@@ -62,8 +61,10 @@ class MicrobatchSAMTest(absltest.TestCase):
   def test_needs_exactly_one_gradient_function(self):
     params = problems.make_params(jnp.float32)
     tx = microbatch_sam(optax.sgd(0.01), rho=0.05, num_microbatches=NUM_MICROBATCHES)
-    with self.assertRaisesRegex(ValueError, "exactly one of grad_fn"):
+    with self.assertRaisesRegex(ValueError, "exactly one of loss_fn"):
       tx.update(params, tx.init(params), params)
+    with self.assertRaisesRegex(ValueError, "exactly one of loss_fn"):
+      tx.update(params, tx.init(params), params, loss_fn=problems.source_loss, grad_fn=lambda p, i: p)
 
   def test_invalid_arguments(self):
     with self.assertRaisesRegex(ValueError, "rho"):
