@@ -121,7 +121,8 @@ def sgd_closeness(loss_fn: LossFn, params: Any, stacked_batches: Any, *, learnin
 
   For source k with batches B_k (leaves ``[N, ...]`` of ``stacked_batches[k]``) and
   L̄_k(φ) = mean_n loss_fn(φ, B_k[n]): φ ← φ − lr·∇L̄_k(φ) from φ = θ while
-  L̄_k(φ) > (1 − relative_drop)·L̄_k(θ) and fewer than ``max_steps`` steps were taken. The gradient is
+  L̄_k(φ) > (1 − relative_drop)·L̄_k(θ) and fewer than ``max_steps`` steps were taken, stopping early if
+  the loss rises above L̄_k(θ) or is not finite (a learning rate too large for the source). The gradient is
   accumulated over the N batches (one batch's activations in memory at a time), and the loss it comes
   with decides the stop, so each step costs N forward-backward passes and nothing more. Pure and jittable
   with ``loss_fn`` and the three keywords static.
@@ -144,8 +145,10 @@ def sgd_closeness(loss_fn: LossFn, params: Any, stacked_batches: Any, *, learnin
     target = (1.0 - relative_drop) * loss_before
 
     def keep_going(carry):
+      # A loss above the start (or non-finite) means the step size is too large for plain gradient descent
+      # here: stop rather than report the distance of a divergence (the source is then not `reached`).
       _, step, loss, _ = carry
-      return (step < max_steps) & (loss > target)
+      return (step < max_steps) & (loss > target) & (loss <= loss_before)
 
     def descend(carry):
       point, step, _, grad = carry
@@ -229,9 +232,9 @@ def make_sgd_closeness(loss_fn: LossFn, *, learning_rate: float, relative_drop: 
     learning_rate: the gradient-descent step size; small, so that θ̂_k is the end of a short gradient flow
       in θ's basin. Use the same value for every run compared.
     relative_drop: the fraction in (0, 1) by which each source's loss on its batches must fall, e.g. 0.1.
-    max_steps: the step budget per source; a source that has not reached the drop by then is reported
-      with ``closeness/reached/<source> = 0`` (and ``closeness/all_reached = 0``), its distance after
-      ``max_steps`` steps.
+    max_steps: the step budget per source; a source that has not reached the drop by then (or whose loss
+      rose above its start: lower the learning rate) is reported with ``closeness/reached/<source> = 0``
+      (and ``closeness/all_reached = 0``), its distance where it stopped.
     num_batches: batches per source (None: all). Pass batches of each source's *training* split: the
       point is the source's own minimum, not a fit to the evaluation data.
 

@@ -18,14 +18,14 @@ def _num_target_tokens(batch):
 
 
 class Evaluator:
-  """Measures ``params`` on the run's validation batches (built once, placed replicated on the mesh)."""
+  """Measures ``params`` on the run's validation (or ``split``) batches (built once, placed replicated)."""
 
-  def __init__(self, config, run, train_sources: list[str]):
+  def __init__(self, config, run, train_sources: list[str], split: str = "validation"):
     self.train_sources = list(train_sources)
     self.held_out = list(data_lib.held_out_source_names(config.data))
     host_batches = data_lib.make_eval_batches(
         config.data, sources=self.train_sources + self.held_out, batch_size=config.eval.batch_size,
-        seq_len=config.train.seq_len, num_batches=config.eval.num_batches,
+        seq_len=config.train.seq_len, num_batches=config.eval.num_batches, split=split,
     )
     self._batches = {
         name: [{"tokens": run.replicated(np.asarray(b["tokens"]))} for b in source_batches]

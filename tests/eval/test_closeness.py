@@ -142,6 +142,13 @@ class SgdClosenessTest(absltest.TestCase):
                for n, c in zip(expected, CENTERS)]
     np.testing.assert_allclose([got[f"closeness/sq_dist/s{k}"] for k in range(3)], sq_dist, rtol=1e-5)
 
+  def test_a_diverging_descent_stops_at_once(self):
+    # η = 2.5 multiplies θ − c by −1.5 per step: the loss grows, so the descent stops after one step.
+    got = closeness.make_sgd_closeness(quadratics.loss_fn, **{**SGD, "learning_rate": 2.5})(
+        quadratics.tree(THETA_VECTOR), quadratics.batches(CENTERS[:1]))
+    self.assertEqual((got["closeness/steps/s0"], got["closeness/reached/s0"]), (1, 0.0))
+    self.assertGreater(got["closeness/loss_after/s0"], got["closeness/loss_before/s0"])
+
   def test_a_source_out_of_budget_is_reported(self):
     # With the floor b above the target, the drop is unreachable: the budget ends the descent.
     offset = np.full(7, 3.0)
