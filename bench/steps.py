@@ -10,7 +10,7 @@ from nexus.train import step as step_lib
 
 
 def optimizer_and_step(num_inner_steps: int, *, opt_cfg=None, method: str = "adamw", learning_rate=1e-3,
-                       seed: int = 0):
+                       inner_learning_rate: float = 0.01, seed: int = 0):
   """Returns ``(tx, make_step)``: the optimizer, and ``make_step(microbatch_loss)`` -> the trainer's
   ``step(state, batch)`` (not jitted) for a ``loss(params, tokens[B, L+1]) -> scalar``.
 
@@ -20,10 +20,12 @@ def optimizer_and_step(num_inner_steps: int, *, opt_cfg=None, method: str = "ada
       default hyperparameters (for scripts that do without ml_collections).
     method: the optimizer's name when ``opt_cfg`` is None.
     learning_rate: a float or schedule.
+    inner_learning_rate: Nexus's γ when ``opt_cfg`` is None.
     seed: the optimizer's seed (methods with randomness).
   """
   if opt_cfg is None:
-    tx = registry.build(method, learning_rate=learning_rate, num_inner_steps=num_inner_steps)
+    tx = registry.build(method, learning_rate=learning_rate, num_inner_steps=num_inner_steps,
+                        inner_learning_rate=inner_learning_rate)
   else:
     tx = optimizer_lib.build_optimizer(opt_cfg, learning_rate, num_inner_steps, seed=seed)
   return tx, lambda microbatch_loss: step_lib.make_train_step(microbatch_loss, tx)
