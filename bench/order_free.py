@@ -76,29 +76,15 @@ def make_steps(loss_fn, k, gamma):
 
   def order_free_step(tx):
     def step(params, state, tokens):
-      updates, state = tx.update(params, state, params, loss_fn=loss_fn, stacked_batch=tokens)
+      updates, state = tx.update(params, state, params, loss_fn=lambda p, i: loss_fn(p, tokens[i]))
       return optax.apply_updates(params, updates), state
     return tx, step
 
-  def sequential_step(tx):
-    def step(params, state, tokens):
-      grad_fn = lambda p, i: jax.grad(loss_fn)(p, tokens[i])
-      updates, state = tx.update(params, state, params, grad_fn=grad_fn)
-      return optax.apply_updates(params, updates), state
-    return tx, step
-
-  def accumulation_step(tx):
-    def step(params, state, tokens):
-      def accumulate(total, microbatch):
-        return optax.tree.add(total, jax.grad(loss_fn)(params, microbatch)), None
-      total, _ = jax.lax.scan(accumulate, optax.tree.zeros_like(params), tokens)
-      updates, state = tx.update(optax.tree.scale(1.0 / k, total), state, params)
-      return optax.apply_updates(params, updates), state
-    return tx, step
+  sequential_step = accumulation_step = order_free_step  # one calling convention for all of them
 
   order_free = lambda **kw: nexus.optim.order_free_nexus(adamw(), gamma, num_inner_steps=k, num_sources=k, **kw)
   steps = {
-      "adamw_accum": accumulation_step(adamw()),
+      "adamw_accum": accumulation_step(nexus.optim.accumulate_gradients(adamw(), k)),
       "nexus_sequential": sequential_step(nexus.nexus(adamw(), gamma, num_inner_steps=k)),
       "order_free_vmap": order_free_step(order_free()),
       "order_free_map": order_free_step(order_free(method="map")),
@@ -138,8 +124,7 @@ def ordering_noise(params, loss_fn, tokens, k, gamma, num_random_orders, seed):
 
   def sequential(params, tokens, sources):
     tx = nexus.nexus(optax.sgd(1.0), gamma, num_inner_steps=k)
-    grad_fn = lambda p, i: jax.grad(loss_fn)(p, tokens[sources[i]])
-    updates, _ = tx.update(params, tx.init(params), params, grad_fn=grad_fn)
+    updates, _ = tx.update(params, tx.init(params), params, loss_fn=lambda p, i: loss_fn(p, tokens[sources[i]]))
     return optax.tree.scale(-1.0, updates)
 
   @jax.jit
@@ -157,7 +142,7 @@ def ordering_noise(params, loss_fn, tokens, k, gamma, num_random_orders, seed):
     for order in (2, 1):
       tx = nexus.optim.order_free_nexus(optax.sgd(1.0), gamma, num_inner_steps=k, num_sources=num_sources,
                                         order=order)
-      updates, _ = tx.update(params, tx.init(params), params, loss_fn=loss_fn, stacked_batch=tokens)
+      updates, _ = tx.update(params, tx.init(params), params, loss_fn=lambda p, i: loss_fn(p, tokens[i]))
       pseudo_gradients.append(optax.tree.scale(-1.0, updates))
     return pseudo_gradients
 

@@ -135,6 +135,23 @@ class ExpectedUpdateTest(parameterized.TestCase):
 
 class StateTest(absltest.TestCase):
 
+  def test_per_source_gradients_are_computed_once(self):
+    # jax.linearize gives the gradients, their normalized sum and the JVP from one evaluation: the loss
+    # is traced once (vmapped over the sources), where a separate jax.jvp would trace it a second time.
+    traces = []
+
+    def loss_fn(params, i):
+      traces.append(i)
+      return problems.source_loss(params, i)
+
+    params = problems.make_params(jnp.float32)
+    tx = order_free.order_free_nexus(optax.sgd(1.0), 0.01, num_inner_steps=3, num_sources=3)
+    state = tx.init(params)
+    jax.make_jaxpr(lambda p: tx.update(p, state, p, loss_fn=loss_fn))(params)
+    self.assertEqual(len(traces), 2)  # one shape check of the output, one evaluation
+    losses = tx.update(params, state, params, loss_fn=problems.source_loss)[1].diagnostics.inner_losses
+    np.testing.assert_allclose(losses, [problems.source_loss(params, i) for i in range(3)], rtol=1e-6)
+
   def test_schedule_sees_the_outer_count_and_outer_advances_once_per_call(self):
     params = problems.make_params(jnp.float32)
     gamma = lambda count: 0.01 * (1.0 + count)
