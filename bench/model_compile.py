@@ -8,11 +8,14 @@ The compiled program is the training computation of the model layer: loss and gr
 1. Compile time (lowering + XLA compilation) of a fixed-width model at growing depth (256-token rows), with
    ``scan_layers=True`` (baseline) and ``False``; the ratio unrolled/scanned shows what the scan saves.
 2. ``compiled.memory_analysis()`` of every preset at its own precision and remat policy: arguments
-   (parameters and tokens), outputs (loss and gradients) and temporaries (activations), in GiB, on the
-   device this runs on.
+   (parameters and tokens), outputs (loss and gradients) and temporaries (activations), in GiB per
+   device. With ``--fsdp N`` the computation is compiled for N devices, parameters sharded by the
+   logical rules over an ``fsdp`` axis and the batch split over it, traced under the mesh so that the
+   activation constraints apply (on CPU, fake devices:
+   ``XLA_FLAGS=--xla_force_host_platform_device_count=8``); ``--batch`` is then per device.
 
 Usage: python -m bench.model_compile [--depths 2,4,8,16] [--width 256] [--presets tiny,130m,350m,1b,3b]
-                                     [--batch 8] [--seq_len 2048]
+                                     [--batch 8] [--seq_len 2048] [--fsdp 1]
 """
 
 import argparse
@@ -22,23 +25,36 @@ import time
 from flax import nnx
 import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+import numpy as np
 
-from nexus.model import PRESETS, ModelConfig, Transformer, count_params, mean_token_loss
+from nexus.model import PRESETS, ModelConfig, Transformer, count_params, mean_token_loss, sharding
 
 GIB = 2**30
 COMPILE_TIME_SEQ_LEN = 256  # compile time hardly depends on the sequence length; keep the table cheap
 
 
-def compile_train_computation(config: ModelConfig, batch: int, seq_len: int):
-  """Lowers and compiles loss-and-gradients for ``config`` from shapes; returns (compiled, seconds)."""
+def compile_train_computation(config: ModelConfig, batch: int, seq_len: int, fsdp: int = 1):
+  """Lowers and compiles loss-and-gradients for ``config`` from shapes; returns (compiled, seconds).
+
+  With ``fsdp`` > 1: on that many devices, parameters and gradients sharded, ``batch`` rows per device.
+  """
   graphdef, abstract_params = nnx.split(nnx.eval_shape(lambda: Transformer(config, rngs=nnx.Rngs(0))))
 
   def loss_and_grads(params, tokens):
     return jax.value_and_grad(lambda p: mean_token_loss(nnx.merge(graphdef, p), tokens))(params)
 
-  tokens = jax.ShapeDtypeStruct((batch, seq_len + 1), jnp.int32)
+  tokens = jax.ShapeDtypeStruct((batch * fsdp, seq_len + 1), jnp.int32)
   start = time.perf_counter()
-  compiled = jax.jit(loss_and_grads).lower(abstract_params, tokens).compile()
+  if fsdp == 1:
+    compiled = jax.jit(loss_and_grads).lower(abstract_params, tokens).compile()
+  else:
+    mesh = Mesh(np.asarray(jax.devices()[:fsdp]).reshape(1, fsdp, 1), ("data", "fsdp", "tensor"))
+    param_shardings = sharding.state_shardings(abstract_params, mesh)
+    batch_sharding = NamedSharding(mesh, PartitionSpec(("data", "fsdp"), None))
+    with jax.set_mesh(mesh):
+      compiled = jax.jit(loss_and_grads, in_shardings=(param_shardings, batch_sharding),
+                         out_shardings=(None, param_shardings)).lower(abstract_params, tokens).compile()
   return compiled, time.perf_counter() - start
 
 
@@ -55,15 +71,15 @@ def compile_time_table(depths: list[int], width: int, batch: int, seq_len: int) 
     print(f"{depth:>6} {scanned:>8.2f} {unrolled:>11.2f} {unrolled / scanned:>14.2f}")
 
 
-def memory_table(names: list[str], batch: int, seq_len: int) -> None:
-  print(f"\nCompiled memory of loss + gradients (batch {batch}, seq_len up to {seq_len}, "
-        f"{jax.devices()[0].device_kind})")
+def memory_table(names: list[str], batch: int, seq_len: int, fsdp: int) -> None:
+  print(f"\nCompiled memory per device of loss + gradients ({batch} rows per device, seq_len up to {seq_len}, "
+        f"{fsdp} x {jax.devices()[0].device_kind}, fsdp={fsdp})")
   print(f"{'preset':>7} {'params':>10} {'compute':>9} {'remat':>33} {'seq':>5} {'args GiB':>9} {'out GiB':>8} "
         f"{'temp GiB':>9} {'compile s':>10}")
   for name in names:
     config = PRESETS[name]
     length = min(seq_len, config.max_seq_len)
-    compiled, seconds = compile_train_computation(config, batch, length)
+    compiled, seconds = compile_train_computation(config, batch, length, fsdp)
     memory = compiled.memory_analysis()
     sizes = ((memory.argument_size_in_bytes, memory.output_size_in_bytes, memory.temp_size_in_bytes)
              if memory is not None else (float("nan"),) * 3)
@@ -78,7 +94,11 @@ def main():
   parser.add_argument("--presets", default=",".join(PRESETS), help="presets for the memory table")
   parser.add_argument("--batch", type=int, default=8, help="rows per micro-batch")
   parser.add_argument("--seq_len", type=int, default=2048, help="tokens per row (capped by each preset)")
+  parser.add_argument("--fsdp", type=int, default=1, help="devices of the memory table's FSDP mesh")
   args = parser.parse_args()
+  if args.fsdp > jax.device_count():
+    parser.error(f"--fsdp={args.fsdp} needs that many devices, {jax.device_count()} visible; on CPU set "
+                 f"XLA_FLAGS=--xla_force_host_platform_device_count={args.fsdp}")
   presets = args.presets.split(",") if args.presets else []
   unknown = sorted(set(presets) - set(PRESETS))
   if unknown:
@@ -87,7 +107,7 @@ def main():
   if depths:
     compile_time_table(depths, args.width, args.batch, COMPILE_TIME_SEQ_LEN)
   if presets:
-    memory_table(presets, args.batch, args.seq_len)
+    memory_table(presets, args.batch, args.seq_len, args.fsdp)
 
 
 if __name__ == "__main__":
