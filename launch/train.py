@@ -61,6 +61,19 @@ def initialize_distributed() -> None:
     jax.distributed.initialize()
 
 
+def _mfu(tokens_per_second: float) -> str:
+  """MFU of the run (``nexus.model.flops``), against every device's bf16 peak, naming the device."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from nexus import model as model_lib  # pylint: disable=g-import-not-at-top
+
+  config, kind = _CONFIG.value, jax.devices()[0].device_kind
+  flops = model_lib.model_flops_per_token(model_lib.ModelConfig.from_dict(config.model.to_dict()), config.train.seq_len)
+  peak = model_lib.device_peak_flops()
+  if peak is None:
+    return f"n/a (no bf16 peak known for {kind}; {tokens_per_second * flops / 1e9:.1f} GFLOP/s)"
+  return f"{100 * tokens_per_second * flops / (peak * jax.device_count()):.1f}% of {jax.device_count()} x {kind}"
+
+
 def print_summary(summary: dict) -> None:
   metrics = summary["metrics_last"]
   print("\n=== Nexus training summary ===")
@@ -73,6 +86,7 @@ def print_summary(summary: dict) -> None:
       if isinstance(value, (int, float)):
         print(f"{key:21s}: {value:.4f}")
   print(f"throughput           : {summary['tokens_per_second']:.0f} tokens/s")
+  print(f"model FLOPs util.    : {_mfu(summary['tokens_per_second'])}")
   print(f"checkpoints          : {summary['checkpoints']}")
   print(f"metrics (JSONL)      : {summary['metrics']}")
   print(f"TensorBoard          : tensorboard --logdir {summary['workdir']}/tb")
