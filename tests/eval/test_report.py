@@ -99,22 +99,22 @@ class ReportTest(absltest.TestCase):
       text = f.read()
     for path in result.plots:
       self.assertIn(f"]({os.path.basename(path)})", text)
+    self.assertIn("## Paired differences at the end of training", text)
+    self.assertIn("| nexus | eval/ood_loss_macro | -0.8000 |", text)
 
   def test_paired_differences_by_seed(self):
-    result = report.write_report(self.runs, self.out)
-    with open(result.path) as f:
-      text = f.read()
+    groups = runs_lib.group_by_optimizer(self.runs)
+    text = report.paired_section(groups, report.paired_keys(self.runs), None)
     # OOD offsets 0.3/0.5 (nexus) vs 0.5/0.7 (adamw) and final losses 2.0 vs 2.6: −0.8 on both seeds.
     self.assertIn("| nexus | eval/ood_loss_macro | -0.8000 | [-0.8000, -0.8000] | 2 | 95% t |", text)
     self.assertIn("| nexus | geometry/mean_cosine | +0.4000 |", text)  # 0.5 − 0.2 and 0.6 − 0.1
     self.assertIn("| nexus | downstream/gsm/accuracy |", text)
-    self.assertNotIn("eval/loss/web |", text.split("## Paired differences")[1])  # per train source: not paired
+    self.assertNotIn("eval/loss/web", text)  # per training source: not a paired row
     with self.assertRaisesRegex(ValueError, "baseline 'sgd'"):
-      report.write_report(self.runs, self.out, baseline="sgd")
+      report.paired_section(groups, report.paired_keys(self.runs), "sgd")
     # Seeds that differ between methods cannot be paired: the section says so instead.
-    one_seed = report.write_report(self.runs[:3], self.out)
-    with open(one_seed.path) as f:
-      self.assertIn("Not computed", f.read())
+    unpaired = runs_lib.group_by_optimizer(self.runs[:3])
+    self.assertIn("Not computed", report.paired_section(unpaired, report.paired_keys(self.runs[:3]), None))
 
   def test_format_cell(self):
     self.assertEqual(report.format_cell(matched.Aggregate(1.5, float("nan"), 1), 1), "1.5")
