@@ -9,6 +9,7 @@
 | ... the same with --allow_config_change     | 1    | error: none of the checkpoints in ... could be restored; ...  |
 | every step skipped (non-finite)             | 3    | error: 3 of 3 steps were skipped (non-finite loss or update), more than train.max_skipped_fraction=0.1; ... |
 | SIGTERM (preemption), one or two processes  | 75   | (summary: "steps completed : S  (preempted: checkpoint saved)") |
+| a bad hyperparameter (e.g. γ = 0)           | 1    | error: opt.inner_learning_rate must be in (0.0, inf), got 0.0; γ = 0 makes nexus train nothing; ... (no workdir, no corpus build) |
 | missing config file                         | 1    | error: the config file F does not exist; pass an existing file, e.g. --config=configs/tiny.py. |
 | config file with a syntax error             | 1    | error: the config file F has a syntax error at line N (...); fix it and run again. |
 | disk full during a save                     | 1    | error: [Errno 28] disk full while saving checkpoint step S in D (No space left on device); ... |
@@ -258,6 +259,14 @@ class OneLineErrorTest(absltest.TestCase):
     self.assertEqual(result.returncode, 1)
     self.assertEqual(result.stderr.strip().splitlines(), [
         f"error: the config file {path} has a syntax error at line 1 (invalid syntax); fix it and run again."])
+
+  def test_bad_hyperparameter_fails_before_any_work(self):
+    parent = make_workdir(self)
+    workdir, cache = os.path.join(parent, "run"), os.path.join(parent, "cache")
+    with mock.patch.dict(os.environ, {"NEXUS_CACHE_DIR": cache}):
+      with self.assertRaisesRegex(ValueError, r"inner_learning_rate"):  # the optimizer API's own check
+        loop.train(config_with({"opt.inner_learning_rate": 0.0}), workdir)
+    self.assertEqual(os.listdir(parent), [])  # no workdir, no corpus build
 
   def test_disk_full_during_a_save_is_one_line(self):
     mount = make_workdir(self)
