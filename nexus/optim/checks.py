@@ -58,12 +58,16 @@ def concrete_scalar(name: str, value: Any) -> Optional[float]:
   if callable(value) or isinstance(value, jax.core.Tracer):
     return None
   try:
-    array = jnp.asarray(value)
+    # numpy, not jax.numpy: inside a trace (a transformation built within jax.jit) jnp.asarray of a
+    # Python float would itself be traced. ml_dtypes gives numpy bfloat16/float16 arrays.
+    array = np.asarray(value)
+  except jax.errors.TracerArrayConversionError:
+    return None
   except (TypeError, ValueError):
     array = None
-  if array is None or array.shape != () or not (
+  if array is None or array.shape != () or isinstance(value, bool) or not (
       jnp.issubdtype(array.dtype, jnp.floating) or jnp.issubdtype(array.dtype, jnp.integer)
-  ) or isinstance(value, bool):
+  ):
     raise TypeError(f"{name} must be a real scalar or a schedule, got {value!r}.")
   return float(array)
 

@@ -277,6 +277,18 @@ class MemoryTest(parameterized.TestCase):
 
 class ErrorsTest(parameterized.TestCase):
 
+  def test_checks_pass_when_built_inside_jit_under_x64(self):
+    # Inside a trace, jnp.asarray(0.01) is traced: the eager checks must still see a Python float.
+    @jax.jit
+    def init_and_step(params):
+      tx = nexus.nexus(optax.sgd(1.0), 0.01, num_inner_steps=K)
+      updates, state = tx.update(params, tx.init(params), params, loss_fn=loss)
+      return updates, state.count
+
+    with jax.enable_x64(True):
+      _, count = init_and_step(make_params())
+    self.assertEqual(int(count), 1)
+
   def assert_one_line(self, error_type, message, fn):
     with self.assertRaisesRegex(error_type, message) as raised:
       fn()
