@@ -12,6 +12,7 @@
 - ``matched_metric``, ``common_loss_levels``, ``aggregate``: comparison at matched training loss.
 - ``load_run``, ``group_by_optimizer``, ``write_report``: the comparison report of ``launch.compare``.
 - ``paired_table``, ``paired_difference``, ``interval_of_mean``: paired differences by seed with 95% intervals.
+- ``nexus.eval.tuning``: equal-budget sweeps with bracketed optima, selected on validation (``launch.sweep``).
 
 Reference: Chen et al., *Nexus: Same Pretraining Loss, Better Downstream Generalization via Common Minima*,
 arXiv:2604.09258 (2026).
