@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 
 ## Main job: a real training run of the tiny config on the built-in multi-source corpus.
 train: $(STAMP)
-	$(PY) -m launch.train --config=configs/tiny.py --workdir=runs/tiny
+	@$(PY) -m launch.train --config=configs/tiny.py --workdir=runs/tiny
 
 ## The whole test suite (unit, integration, 8-fake-device sharding tests).
 test: $(STAMP)
