@@ -20,6 +20,7 @@ Exit codes (for schedulers and scripts):
       train.max_skipped_fraction); the checkpoints and metrics are kept
   75  preempted (SIGTERM): a checkpoint was saved; run the same command again to resume
       (75 is EX_TEMPFAIL from sysexits.h: a temporary failure, try again)
+  130 interrupted (Ctrl-C): no extra checkpoint; run again to resume from the last saved one
 """
 
 import errno
@@ -44,6 +45,7 @@ _VERBOSE = flags.DEFINE_bool("verbose", False, "Also show every library's INFO l
 EXIT_ERROR = 1
 EXIT_TOO_MANY_SKIPPED = 3
 EXIT_PREEMPTED = 75
+EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
 
 
 def initialize_distributed() -> None:
@@ -153,6 +155,10 @@ def main(argv):
       message += "; free space, then run again to resume from the last saved checkpoint"
     print(f"error: {message}", file=sys.stderr, flush=True)
     _exit(EXIT_ERROR)
+  except KeyboardInterrupt:
+    print("\ninterrupted: run the same command again to resume from the last saved checkpoint.", file=sys.stderr,
+          flush=True)
+    _exit(EXIT_INTERRUPTED)
   import jax  # pylint: disable=g-import-not-at-top
 
   if jax.process_index() == 0:

@@ -10,6 +10,7 @@
 | every step skipped (non-finite)             | 3    | error: 3 of 3 steps were skipped (non-finite loss or update), more than train.max_skipped_fraction=0.1; ... |
 | SIGTERM (preemption), one or two processes  | 75   | (summary: "steps completed : S  (preempted: checkpoint saved)") |
 | a bad hyperparameter (e.g. γ = 0)           | 1    | error: opt.inner_learning_rate must be in (0.0, inf), got 0.0; γ = 0 makes nexus train nothing; ... (no workdir, no corpus build) |
+| Ctrl-C (SIGINT)                             | 130  | interrupted: run the same command again to resume from the last saved checkpoint. |
 | missing config file                         | 1    | error: the config file F does not exist; pass an existing file, e.g. --config=configs/tiny.py. |
 | config file with a syntax error             | 1    | error: the config file F has a syntax error at line N (...); fix it and run again. |
 | disk full during a save                     | 1    | error: [Errno 28] disk full while saving checkpoint step S in D (No space left on device); ... |
@@ -239,6 +240,21 @@ class ExitCodeTest(absltest.TestCase):
     saved = checkpoint_steps(workdir)
     self.assertLen(saved, 1)
     self.assertEqual(train_records(workdir)[-1]["step"], saved[0])  # its record is in the log
+
+
+  def test_ctrl_c_exits_130_in_one_line_and_releases_the_lock(self):
+    workdir = make_workdir(self)
+    process = harness.start(workdir, {"train.steps": 100000, "checkpoint.every": 1, "eval.every": 0})
+    deadline = time.time() + 300
+    while time.time() < deadline and not checkpoint_steps(workdir):
+      time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=300)
+    self.assertEqual(process.returncode, 130, stderr[-3000:])
+    self.assertEqual(stderr.strip().splitlines(), [
+        "interrupted: run the same command again to resume from the last saved checkpoint."])
+    with workdir_lock.WorkdirLock(workdir):  # released
+      pass
 
 
 class OneLineErrorTest(absltest.TestCase):
