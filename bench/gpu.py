@@ -6,11 +6,13 @@ random, which does not change the speed of a dense model). Every figure comes fr
 one process (``bench.timing``); MFU uses ``nexus.model.flops`` and the device's bf16 peak.
 
 1. The 130m preset (bf16) with AdamW (K-step accumulation) and with Nexus(AdamW): median step time,
-   tokens/s, MFU, the ratio Nexus/AdamW, compile time, compiled memory and the device's peak memory.
+   tokens/s, MFU, the ratio Nexus/AdamW, compile time, compiled memory and the peak device memory
+   in use so far in the process.
 2. Attention paths on the 130m AdamW step: "cudnn" (fused flash attention, GPU only), "xla", "einsum".
-3. The 1b preset with AdamW, if it fits (an out-of-memory error is recorded, not raised).
+3. The 1b preset with AdamW, if it fits.
 
-Sections that would start after ``--budget_s`` are skipped and say so. Results go to
+Sections that would start after ``--budget_s`` are skipped and say so; a section that fails (e.g. out
+of memory) is recorded with its error and the others still run. Results go to
 ``$OUT/gpu_bench.json`` and ``$OUT/gpu_bench.txt`` (``--out`` overrides). ``--dry_run`` runs the same
 code with tiny shapes on any backend (the test suite runs it on CPU).
 
@@ -136,12 +138,7 @@ def section_large(s: dict, attention: str, built: dict) -> dict:
   config = dataclasses.replace(s["large"], attention=attention)
   if config != dataclasses.replace(s["main"], attention=attention):
     built.clear()  # free the main model's states before the large one
-  try:
-    builds = {"adamw": build(config, s["large_shape"], "adamw", built)}
-  except Exception as error:  # pylint: disable=broad-except
-    if "RESOURCE_EXHAUSTED" not in str(error) and "out of memory" not in str(error).lower():
-      raise
-    return {"skipped": f"does not fit: {str(error).splitlines()[0][:200]}"}
+  builds = {"adamw": build(config, s["large_shape"], "adamw", built)}
   results = measure(builds, config, s["large_shape"], max(2, s["repeats"] // 2), "adamw")
   results["peak_memory_gib"] = peak_memory_gib()
   return results
@@ -194,7 +191,14 @@ def main():
     if elapsed > args.budget_s:
       report["sections"][name] = {"skipped": f"time budget: {elapsed:.0f} s > {args.budget_s:.0f} s"}
       continue
-    report["sections"][name] = section()
+    try:
+      report["sections"][name] = section()
+    except Exception as error:  # pylint: disable=broad-except
+      # Recorded, not raised: the other sections' figures still reach the report.
+      message = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:300]}"
+      out_of_memory = "RESOURCE_EXHAUSTED" in str(error) or "out of memory" in str(error).lower()
+      report["sections"][name] = {"skipped": ("does not fit: " if out_of_memory else "failed: ") + message}
+      built.clear()
   report["total_s"] = time.perf_counter() - start
   lines = report_lines(report)
   os.makedirs(args.out, exist_ok=True)
