@@ -23,14 +23,6 @@ from nexus.optim import tree_utils
 NORMALIZATIONS = ("global", "leaf", "none")
 
 
-def check_normalization(normalize: str) -> None:
-  """Raises a one-line ValueError for an unknown normalization name."""
-  if normalize not in NORMALIZATIONS:
-    raise ValueError(
-        f"normalize={normalize!r} is not one of {NORMALIZATIONS}; pick one of them."
-    )
-
-
 def normalize_tree(tree: Any, normalize: str) -> Any:
   """Returns ``tree`` (in at least float32) divided by its norm, as selected by ``normalize``."""
   tree = tree_utils.at_least_float32(tree)

@@ -20,7 +20,7 @@ sampling); visiting each of K = S micro-batches once in a random order has a dif
 term (see docs/order_free.md).
 """
 
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp

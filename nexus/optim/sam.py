@@ -17,8 +17,6 @@ step for the same tokens. As in ``optax.contrib.normalize``, a zero mean gradien
 
 from typing import Any, NamedTuple
 
-import jax
-import jax.numpy as jnp
 import optax
 
 from nexus.optim import checks

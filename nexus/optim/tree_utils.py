@@ -17,13 +17,6 @@ def at_least_float32_copy(tree: Any) -> Any:
   return jax.tree.map(lambda x: jnp.array(x, dtype=jnp.promote_types(jnp.asarray(x).dtype, jnp.float32)), tree)
 
 
-def is_at_least_float32(tree: Any) -> bool:
-  """Whether every leaf is float32 or wider (so no precision is lost by keeping it as is)."""
-  return all(
-      jnp.promote_types(jnp.asarray(x).dtype, jnp.float32) == jnp.asarray(x).dtype for x in jax.tree.leaves(tree)
-  )
-
-
 def safe_divide(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
   """``numerator / denominator``, and 0 where the denominator is 0 (no NaN, safe gradients)."""
   nonzero = denominator != 0
