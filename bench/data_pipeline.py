@@ -69,11 +69,17 @@ def main(argv=None):
   parser.add_argument("--repeats", type=int, default=7, help="interleaved repeats (median)")
   parser.add_argument("--mode", default="pure_uniform", choices=data_lib.MODES)
   parser.add_argument("--tokenizer", default="byte", help="'byte' or a SentencePiece .model path")
-  parser.add_argument("--corpus_dir", default=None, help="corpus cache (default: the config's, shared with training)")
-  parser.add_argument("--corpus_bytes", type=int, default=None, help="bytes per source (default: the config's)")
+  parser.add_argument(
+    "--corpus_dir", default=None, help="corpus cache (default: the config's, shared with training)"
+  )
+  parser.add_argument(
+    "--corpus_bytes", type=int, default=None, help="bytes per source (default: the config's)"
+  )
   parser.add_argument("--gpus", type=int, default=8)
   parser.add_argument("--mfu", type=float, default=0.45)
-  parser.add_argument("--peak_tflops", type=float, default=989.0, help="dense bf16 peak per GPU (H100 SXM)")
+  parser.add_argument(
+    "--peak_tflops", type=float, default=989.0, help="dense bf16 peak per GPU (H100 SXM)"
+  )
   parser.add_argument("--host_cores", type=int, default=32)
   parser.add_argument("--margin", type=float, default=10.0)
   args = parser.parse_args(argv)
@@ -82,7 +88,9 @@ def main(argv=None):
   config.corpus_dir = args.corpus_dir or config.corpus_dir
   config.mode, config.tokenizer = args.mode, args.tokenizer
   config.corpus_bytes_per_source = args.corpus_bytes or config.corpus_bytes_per_source
-  shapes = dict(num_inner_steps=args.inner_steps, global_batch_size=args.batch, seq_len=args.seq_len)
+  shapes = dict(
+    num_inner_steps=args.inner_steps, global_batch_size=args.batch, seq_len=args.seq_len
+  )
   stream = data_lib.make_train_stream(config, **shapes, seed=0, process_index=0, process_count=1)
   length = args.seq_len + 1
   store = pretokenize.token_stores(config, config_lib.train_specs(config)[:1], splits.TRAIN)[0]
@@ -103,10 +111,11 @@ def main(argv=None):
 
   tokens = args.steps * rows * length
   flops_per_token, consumed, needed = target_tokens_per_core(args)
-  print(f"machine: {cpu_name()}, {os.cpu_count()} cores visible; "
-        "1 process, 1 thread, no prefetch")
-  print(f"shape: K={args.inner_steps} x B={args.batch} x (L+1)={length} tokens per outer step, mode={args.mode}, "
-        f"tokenizer={data_lib.tokenizer_id(args.tokenizer)}")
+  print(f"machine: {cpu_name()}, {os.cpu_count()} cores visible; 1 process, 1 thread, no prefetch")
+  print(
+    f"shape: K={args.inner_steps} x B={args.batch} x (L+1)={length} tokens per outer step, mode={args.mode}, "
+    f"tokenizer={data_lib.tokenizer_id(args.tokenizer)}"
+  )
   print(f"{'':18s} {'tokens/CPU-s':>14s} {'tokens/s wall':>14s} {'steps/CPU-s':>12s}")
   rates = {}
   for name, runs in results.items():
@@ -115,13 +124,17 @@ def main(argv=None):
     rates[name] = tokens / cpu
     print(f"{name:18s} {tokens / cpu:14,.0f} {tokens / wall:14,.0f} {args.steps / cpu:12.2f}")
   print(f"stream / in-memory gather = {rates['stream'] / rates['in-memory gather']:.2f}")
-  print(f"target: {args.preset} at L={args.seq_len}: {flops_per_token / 1e9:.3f} GFLOPs/token; {args.gpus} GPUs at "
-        f"{args.mfu:.0%} MFU of {args.peak_tflops:g} TFLOP/s consume {consumed:,.0f} tokens/s; {args.margin:g}x that "
-        f"from {args.host_cores} cores = {needed:,.0f} tokens/s per core")
+  print(
+    f"target: {args.preset} at L={args.seq_len}: {flops_per_token / 1e9:.3f} GFLOPs/token; {args.gpus} GPUs at "
+    f"{args.mfu:.0%} MFU of {args.peak_tflops:g} TFLOP/s consume {consumed:,.0f} tokens/s; {args.margin:g}x that "
+    f"from {args.host_cores} cores = {needed:,.0f} tokens/s per core"
+  )
   gap = rates["stream"] / needed
   verdict = "meets the target" if gap >= 1 else "BELOW the target"
-  print(f"measured {rates['stream']:,.0f} tokens/s per core = {gap:.1f}x the target ({verdict}); one "
-        f"{args.host_cores}-core host would feed {rates['stream'] * args.host_cores / consumed:.0f}x the consumption")
+  print(
+    f"measured {rates['stream']:,.0f} tokens/s per core = {gap:.1f}x the target ({verdict}); one "
+    f"{args.host_cores}-core host would feed {rates['stream'] * args.host_cores / consumed:.0f}x the consumption"
+  )
 
 
 if __name__ == "__main__":

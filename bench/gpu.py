@@ -33,7 +33,11 @@ import numpy as np
 
 from bench import steps
 from bench import timing
-from nexus.model import PRESETS, ModelConfig, Transformer, flops, mean_token_loss
+from nexus.model import PRESETS
+from nexus.model import ModelConfig
+from nexus.model import Transformer
+from nexus.model import flops
+from nexus.model import mean_token_loss
 from nexus.train import step as step_lib
 
 GIB = 2**30
@@ -55,13 +59,30 @@ class Shape:
 def settings(dry_run: bool) -> dict:
   """Models and shapes: the real presets, or tiny stand-ins for a dry run on any machine."""
   if dry_run:
-    small = ModelConfig(vocab_size=259, num_layers=2, d_model=64, num_heads=4, mlp_dim=128, max_seq_len=32,
-                        compute_dtype="bfloat16")
+    small = ModelConfig(
+      vocab_size=259,
+      num_layers=2,
+      d_model=64,
+      num_heads=4,
+      mlp_dim=128,
+      max_seq_len=32,
+      compute_dtype="bfloat16",
+    )
     # The "large" model is the small one again: its steps are reused, so a dry run compiles 3 steps.
-    return {"main": small, "main_shape": Shape(2, 2, 32), "large": small, "large_shape": Shape(2, 2, 32),
-            "repeats": 2}
-  return {"main": PRESETS["130m"], "main_shape": Shape(4, 8, 2048), "large": PRESETS["1b"],
-          "large_shape": Shape(1, 8, 2048), "repeats": 10}
+    return {
+      "main": small,
+      "main_shape": Shape(2, 2, 32),
+      "large": small,
+      "large_shape": Shape(2, 2, 32),
+      "repeats": 2,
+    }
+  return {
+    "main": PRESETS["130m"],
+    "main_shape": Shape(4, 8, 2048),
+    "large": PRESETS["1b"],
+    "large_shape": Shape(1, 8, 2048),
+    "repeats": 10,
+  }
 
 
 def build(config: ModelConfig, shape: Shape, method: str, built: dict) -> dict:
@@ -74,12 +95,19 @@ def build(config: ModelConfig, shape: Shape, method: str, built: dict) -> dict:
   graphdef, params = nnx.split(Transformer(config, rngs=nnx.Rngs(0)))
   params = nnx.to_pure_dict(params)
   tx, make_step = steps.optimizer_and_step(shape.num_inner_steps, method=method)
-  state = step_lib.TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                              skipped_steps=jnp.zeros((), jnp.int32))
-  tokens = np.random.default_rng(0).integers(1, config.vocab_size,
-                                             (shape.num_inner_steps, shape.batch, shape.seq_len + 1))
+  state = step_lib.TrainState(
+    step=jnp.zeros((), jnp.int32),
+    params=params,
+    opt_state=tx.init(params),
+    skipped_steps=jnp.zeros((), jnp.int32),
+  )
+  tokens = np.random.default_rng(0).integers(
+    1, config.vocab_size, (shape.num_inner_steps, shape.batch, shape.seq_len + 1)
+  )
   batch = {"tokens": jnp.asarray(tokens, jnp.int32)}
-  step = jax.jit(make_step(lambda p, t: mean_token_loss(nnx.merge(graphdef, p), t)), donate_argnums=0)
+  step = jax.jit(
+    make_step(lambda p, t: mean_token_loss(nnx.merge(graphdef, p), t)), donate_argnums=0
+  )
   start = time.perf_counter()
   compiled = step.lower(state, batch).compile()
   compile_seconds = time.perf_counter() - start
@@ -92,10 +120,18 @@ def build(config: ModelConfig, shape: Shape, method: str, built: dict) -> dict:
 
   jax.block_until_ready(run())
   built[config, shape, method] = {
-      "run": run, "compile_s": compile_seconds,
-      "compiled_gib": None if memory is None else
-      (memory.argument_size_in_bytes + memory.output_size_in_bytes + memory.temp_size_in_bytes
-       - memory.alias_size_in_bytes) / GIB}
+    "run": run,
+    "compile_s": compile_seconds,
+    "compiled_gib": None
+    if memory is None
+    else (
+      memory.argument_size_in_bytes
+      + memory.output_size_in_bytes
+      + memory.temp_size_in_bytes
+      - memory.alias_size_in_bytes
+    )
+    / GIB,
+  }
   return built[config, shape, method]
 
 
@@ -113,10 +149,14 @@ def measure(builds: dict, config: ModelConfig, shape: Shape, repeats: int, basel
   results = {}
   for name, series in times.items():
     median = statistics.median(series)
-    results[name] = {"step_ms": 1e3 * median, "tokens_per_s": shape.tokens / median,
-                     "mfu": None if peak is None else flops_per_step / median / peak,
-                     f"ratio_to_{baseline}": ratios[name], "compile_s": builds[name]["compile_s"],
-                     "compiled_memory_gib": builds[name]["compiled_gib"]}
+    results[name] = {
+      "step_ms": 1e3 * median,
+      "tokens_per_s": shape.tokens / median,
+      "mfu": None if peak is None else flops_per_step / median / peak,
+      f"ratio_to_{baseline}": ratios[name],
+      "compile_s": builds[name]["compile_s"],
+      "compiled_memory_gib": builds[name]["compiled_gib"],
+    }
   return results
 
 
@@ -129,8 +169,10 @@ def section_optimizers(s: dict, attention: str, built: dict) -> dict:
 
 
 def section_attention(s: dict, implementations: list[str], built: dict) -> dict:
-  builds = {name: build(dataclasses.replace(s["main"], attention=name), s["main_shape"], "adamw", built)
-            for name in implementations}
+  builds = {
+    name: build(dataclasses.replace(s["main"], attention=name), s["main_shape"], "adamw", built)
+    for name in implementations
+  }
   return measure(builds, s["main"], s["main_shape"], s["repeats"], implementations[0])
 
 
@@ -145,8 +187,10 @@ def section_large(s: dict, attention: str, built: dict) -> dict:
 
 
 def report_lines(report: dict) -> list[str]:
-  lines = [f"device: {report['device']} ({report['backend']}), jax {report['jax']}, peak bf16 "
-           f"{report['peak_tflops']} TFLOP/s" + (" [dry run, tiny shapes]" if report["dry_run"] else "")]
+  lines = [
+    f"device: {report['device']} ({report['backend']}), jax {report['jax']}, peak bf16 "
+    f"{report['peak_tflops']} TFLOP/s" + (" [dry run, tiny shapes]" if report["dry_run"] else "")
+  ]
   for section, results in report["sections"].items():
     lines.append(f"\n{section}:")
     if "skipped" in results:
@@ -159,37 +203,55 @@ def report_lines(report: dict) -> list[str]:
       ratio = next(value for key, value in r.items() if key.startswith("ratio_to_"))
       mfu = "n/a" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"
       memory = "n/a" if r["compiled_memory_gib"] is None else f"{r['compiled_memory_gib']:.3f}"
-      lines.append(f"  {name:8s} step {r['step_ms']:9.1f} ms  {r['tokens_per_s']:11.0f} tok/s  MFU {mfu:>6s}  "
-                   f"ratio {ratio:.3f}  compile {r['compile_s']:.1f} s  compiled memory {memory} GiB")
+      lines.append(
+        f"  {name:8s} step {r['step_ms']:9.1f} ms  {r['tokens_per_s']:11.0f} tok/s  MFU {mfu:>6s}  "
+        f"ratio {ratio:.3f}  compile {r['compile_s']:.1f} s  compiled memory {memory} GiB"
+      )
   return lines
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--dry_run", action="store_true", help="tiny shapes, any backend (for tests)")
-  parser.add_argument("--out", default=os.environ.get("OUT", "bench_out"), help="folder for the results")
-  parser.add_argument("--budget_s", type=float, default=420.0, help="no section starts after this many seconds")
+  parser.add_argument(
+    "--out", default=os.environ.get("OUT", "bench_out"), help="folder for the results"
+  )
+  parser.add_argument(
+    "--budget_s", type=float, default=420.0, help="no section starts after this many seconds"
+  )
   args = parser.parse_args()
   start = time.perf_counter()
   s = settings(args.dry_run)
   gpu = jax.default_backend() == "gpu"
   attention = "cudnn" if gpu else "xla"
   peak = flops.device_peak_flops()
-  report = {"device": jax.devices()[0].device_kind, "backend": jax.default_backend(), "jax": jax.__version__,
-            "peak_tflops": None if peak is None else peak / 1e12, "dry_run": args.dry_run,
-            "main_model": dataclasses.asdict(s["main"]), "main_shape": dataclasses.asdict(s["main_shape"]),
-            "large_shape": dataclasses.asdict(s["large_shape"]), "sections": {}}
+  report = {
+    "device": jax.devices()[0].device_kind,
+    "backend": jax.default_backend(),
+    "jax": jax.__version__,
+    "peak_tflops": None if peak is None else peak / 1e12,
+    "dry_run": args.dry_run,
+    "main_model": dataclasses.asdict(s["main"]),
+    "main_shape": dataclasses.asdict(s["main_shape"]),
+    "large_shape": dataclasses.asdict(s["large_shape"]),
+    "sections": {},
+  }
   built = {}
   sections = {
-      f"main model, bf16, attention={attention}: Nexus vs AdamW": lambda: section_optimizers(s, attention, built),
-      "attention paths (AdamW step)": lambda: section_attention(s, ["cudnn", "xla", "einsum"] if gpu
-                                                                else ["xla", "einsum"], built),
-      f"large model (AdamW, attention={attention})": lambda: section_large(s, attention, built),
+    f"main model, bf16, attention={attention}: Nexus vs AdamW": lambda: section_optimizers(
+      s, attention, built
+    ),
+    "attention paths (AdamW step)": lambda: section_attention(
+      s, ["cudnn", "xla", "einsum"] if gpu else ["xla", "einsum"], built
+    ),
+    f"large model (AdamW, attention={attention})": lambda: section_large(s, attention, built),
   }
   for name, section in sections.items():
     elapsed = time.perf_counter() - start
     if elapsed > args.budget_s:
-      report["sections"][name] = {"skipped": f"time budget: {elapsed:.0f} s > {args.budget_s:.0f} s"}
+      report["sections"][name] = {
+        "skipped": f"time budget: {elapsed:.0f} s > {args.budget_s:.0f} s"
+      }
       continue
     try:
       report["sections"][name] = section()
@@ -197,7 +259,9 @@ def main():
       # Recorded, not raised: the other sections' figures still reach the report.
       message = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:300]}"
       out_of_memory = "RESOURCE_EXHAUSTED" in str(error) or "out of memory" in str(error).lower()
-      report["sections"][name] = {"skipped": ("does not fit: " if out_of_memory else "failed: ") + message}
+      report["sections"][name] = {
+        "skipped": ("does not fit: " if out_of_memory else "failed: ") + message
+      }
       built.clear()
   report["total_s"] = time.perf_counter() - start
   lines = report_lines(report)
@@ -207,7 +271,9 @@ def main():
   with open(os.path.join(args.out, "gpu_bench.txt"), "w") as f:
     f.write("\n".join(lines) + "\n")
   print("\n".join(lines))
-  print(f"\nwrote {os.path.join(args.out, 'gpu_bench.json')} and gpu_bench.txt ({report['total_s']:.0f} s)")
+  print(
+    f"\nwrote {os.path.join(args.out, 'gpu_bench.json')} and gpu_bench.txt ({report['total_s']:.0f} s)"
+  )
 
 
 if __name__ == "__main__":

@@ -23,18 +23,20 @@ from bench import timing
 def variants(shape: model_vs_peer.Shape) -> dict[str, dict]:
   """Config overrides by variant name; "baseline" is the model's defaults."""
   return {
-      "baseline": {},  # unrolled blocks (bench.model_vs_peer.our_config)
-      "scan": {"scan_layers": True},
-      "scan, unroll=2": {"scan_layers": True, "scan_unroll": 2},
-      "attention=xla": {"attention": "xla"},
-      f"loss_chunk_size={shape.seq_len // 4}": {"loss_chunk_size": shape.seq_len // 4},
-      "remat=full": {"remat": "full"},
+    "baseline": {},  # unrolled blocks (bench.model_vs_peer.our_config)
+    "scan": {"scan_layers": True},
+    "scan, unroll=2": {"scan_layers": True, "scan_unroll": 2},
+    "attention=xla": {"attention": "xla"},
+    f"loss_chunk_size={shape.seq_len // 4}": {"loss_chunk_size": shape.seq_len // 4},
+    "remat=full": {"remat": "full"},
   }
 
 
 def ablate(shape: model_vs_peer.Shape, dtype: str, repeats: int) -> None:
-  tokens = jnp.asarray(np.random.default_rng(0).integers(1, shape.vocab_size, (shape.batch, shape.seq_len + 1)),
-                       jnp.int32)
+  tokens = jnp.asarray(
+    np.random.default_rng(0).integers(1, shape.vocab_size, (shape.batch, shape.seq_len + 1)),
+    jnp.int32,
+  )
   runners, compile_seconds = {}, {}
   for name, overrides in variants(shape).items():
     start = time.perf_counter()
@@ -45,12 +47,16 @@ def ablate(shape: model_vs_peer.Shape, dtype: str, repeats: int) -> None:
   ratios = timing.median_ratios(times, "baseline")
   print(f"{'variant':24s} {'compile s':>9s} {'step ms':>9s} {'ratio':>6s}")
   for name, series in times.items():
-    print(f"{name:24s} {compile_seconds[name]:9.1f} {1e3 * statistics.median(series):9.1f} {ratios[name]:6.3f}")
+    print(
+      f"{name:24s} {compile_seconds[name]:9.1f} {1e3 * statistics.median(series):9.1f} {ratios[name]:6.3f}"
+    )
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--shapes", default="tiny,small", help=f"comma-separated, from {sorted(model_vs_peer.SHAPES)}")
+  parser.add_argument(
+    "--shapes", default="tiny,small", help=f"comma-separated, from {sorted(model_vs_peer.SHAPES)}"
+  )
   parser.add_argument("--dtypes", default="float32,bfloat16", help="compute dtypes")
   parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds")
   args = parser.parse_args()

@@ -28,7 +28,9 @@ import numpy as np
 import optax
 
 from bench import timing
-from nexus.model import ModelConfig, Transformer, mean_token_loss
+from nexus.model import ModelConfig
+from nexus.model import Transformer
+from nexus.model import mean_token_loss
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,17 +45,32 @@ class Shape:
 
 
 SHAPES = {
-    "tiny": Shape(vocab_size=259, num_layers=4, d_model=128, num_heads=4, mlp_dim=384, batch=8, seq_len=128),
-    # About 13M parameters, 8.2M of them the 32k-token embedding.
-    "small": Shape(vocab_size=32000, num_layers=6, d_model=256, num_heads=4, mlp_dim=768, batch=4, seq_len=256),
+  "tiny": Shape(
+    vocab_size=259, num_layers=4, d_model=128, num_heads=4, mlp_dim=384, batch=8, seq_len=128
+  ),
+  # About 13M parameters, 8.2M of them the 32k-token embedding.
+  "small": Shape(
+    vocab_size=32000, num_layers=6, d_model=256, num_heads=4, mlp_dim=768, batch=4, seq_len=256
+  ),
 }
 
 
 def our_config(shape: Shape, dtype: str, **overrides) -> ModelConfig:
   """Our model at ``shape``, with the tiny preset's choice of unrolled blocks (faster at this depth)."""
-  return ModelConfig(**{"vocab_size": shape.vocab_size, "num_layers": shape.num_layers, "d_model": shape.d_model,
-                        "num_heads": shape.num_heads, "mlp_dim": shape.mlp_dim, "max_seq_len": shape.seq_len,
-                        "tie_embeddings": True, "compute_dtype": dtype, "scan_layers": False, **overrides})
+  return ModelConfig(
+    **{
+      "vocab_size": shape.vocab_size,
+      "num_layers": shape.num_layers,
+      "d_model": shape.d_model,
+      "num_heads": shape.num_heads,
+      "mlp_dim": shape.mlp_dim,
+      "max_seq_len": shape.seq_len,
+      "tie_embeddings": True,
+      "compute_dtype": dtype,
+      "scan_layers": False,
+      **overrides,
+    }
+  )
 
 
 def adamw_step(loss_fn, params):
@@ -78,17 +95,25 @@ def our_step(config: ModelConfig):
 def nanodo_step(shape: Shape, dtype: str):
   from nanodo import model as nanodo_model  # pylint: disable=g-import-not-at-top
 
-  config = nanodo_model.DoConfig(D=shape.d_model, H=shape.num_heads, L=shape.seq_len, N=shape.num_layers,
-                                 V=shape.vocab_size, F=shape.mlp_dim * 3 // 2, dtype=jnp.dtype(dtype),
-                                 fsdp_enabled=False)
+  config = nanodo_model.DoConfig(
+    D=shape.d_model,
+    H=shape.num_heads,
+    L=shape.seq_len,
+    N=shape.num_layers,
+    V=shape.vocab_size,
+    F=shape.mlp_dim * 3 // 2,
+    dtype=jnp.dtype(dtype),
+    fsdp_enabled=False,
+  )
   model = nanodo_model.TransformerDo(config)
   params = model.init(jax.random.key(0), jnp.ones((1, shape.seq_len), jnp.int32))["params"]
 
   def loss_fn(params, tokens):  # nanodo's default loss: mean cross entropy over non-padding targets
     inputs, targets = tokens[:, :-1], tokens[:, 1:]
     weights = targets != 0
-    losses = optax.losses.softmax_cross_entropy_with_integer_labels(model.apply({"params": params}, inputs),
-                                                                    targets)
+    losses = optax.losses.softmax_cross_entropy_with_integer_labels(
+      model.apply({"params": params}, inputs), targets
+    )
     return jnp.sum(losses * weights) / jnp.sum(weights)
 
   return adamw_step(loss_fn, params)
@@ -108,23 +133,33 @@ def runner(step, state, tokens):
 
 def compare(shape: Shape, dtype: str, repeats: int) -> float:
   """Prints one line per step and returns the median ratio ours/nanodo in tokens/s."""
-  tokens = jnp.asarray(np.random.default_rng(0).integers(1, shape.vocab_size, (shape.batch, shape.seq_len + 1)),
-                       jnp.int32)
-  runners = {"nanodo": runner(*nanodo_step(shape, dtype), tokens),
-             "ours": runner(*our_step(our_config(shape, dtype)), tokens)}
+  tokens = jnp.asarray(
+    np.random.default_rng(0).integers(1, shape.vocab_size, (shape.batch, shape.seq_len + 1)),
+    jnp.int32,
+  )
+  runners = {
+    "nanodo": runner(*nanodo_step(shape, dtype), tokens),
+    "ours": runner(*our_step(our_config(shape, dtype)), tokens),
+  }
   times = timing.interleaved_times(runners, repeats)
   ratio = 1.0 / timing.median_ratios(times, "nanodo")["ours"]
   for name, series in times.items():
     median = statistics.median(series)
-    print(f"  {name:7s} {1e3 * median:9.1f} ms/step {shape.batch * shape.seq_len / median:10.0f} tokens/s")
+    print(
+      f"  {name:7s} {1e3 * median:9.1f} ms/step {shape.batch * shape.seq_len / median:10.0f} tokens/s"
+    )
   print(f"  ours/nanodo tokens/s (median of {repeats} interleaved rounds): {ratio:.3f}")
   return ratio
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--nanodo_path", default="/tmp/nanodo", help="folder holding a nanodo checkout")
-  parser.add_argument("--shapes", default=",".join(SHAPES), help=f"comma-separated, from {sorted(SHAPES)}")
+  parser.add_argument(
+    "--nanodo_path", default="/tmp/nanodo", help="folder holding a nanodo checkout"
+  )
+  parser.add_argument(
+    "--shapes", default=",".join(SHAPES), help=f"comma-separated, from {sorted(SHAPES)}"
+  )
   parser.add_argument("--dtypes", default="float32,bfloat16", help="compute dtypes")
   parser.add_argument("--repeats", type=int, default=7, help="interleaved rounds")
   args = parser.parse_args()
@@ -132,8 +167,10 @@ def main():
   if unknown := sorted(set(shapes) - set(SHAPES)):
     parser.error(f"unknown shapes {unknown}; choose from {sorted(SHAPES)}")
   if not os.path.isfile(os.path.join(args.nanodo_path, "nanodo", "model.py")):
-    print(f"skipped: no nanodo checkout at {args.nanodo_path} (clone google-deepmind/nanodo there "
-          "or pass --nanodo_path).")
+    print(
+      f"skipped: no nanodo checkout at {args.nanodo_path} (clone google-deepmind/nanodo there "
+      "or pass --nanodo_path)."
+    )
     return
   sys.path.insert(0, args.nanodo_path)
   print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), jax {jax.__version__}")
@@ -141,8 +178,15 @@ def main():
   for name in shapes:
     for dtype in args.dtypes.split(","):
       shape = SHAPES[name]
-      params = sum(x.size for x in jax.tree.leaves(nnx.state(nnx.eval_shape(
-          lambda: Transformer(our_config(shape, dtype), rngs=nnx.Rngs(0))), nnx.Param)))
+      params = sum(
+        x.size
+        for x in jax.tree.leaves(
+          nnx.state(
+            nnx.eval_shape(lambda: Transformer(our_config(shape, dtype), rngs=nnx.Rngs(0))),
+            nnx.Param,
+          )
+        )
+      )
       print(f"{name} ({params / 1e6:.1f}M params, B={shape.batch} L={shape.seq_len}), {dtype}:")
       summary.append((name, dtype, compare(shape, dtype, args.repeats)))
   print("summary ours/nanodo tokens/s: " + ", ".join(f"{n} {d} {r:.2f}" for n, d, r in summary))

@@ -29,7 +29,8 @@ import nexus
 def init_mlp(key, width, depth):
   keys = jax.random.split(key, depth)
   return [
-      {"w": jax.random.normal(k, (width, width)) / np.sqrt(width), "b": jnp.zeros(width)} for k in keys
+    {"w": jax.random.normal(k, (width, width)) / np.sqrt(width), "b": jnp.zeros(width)}
+    for k in keys
   ]
 
 
@@ -46,29 +47,35 @@ def tree_bytes(tree):
 
 def make_steps(k, batches):
   """name → (optimizer, jitted step(params, state) -> (params, state)) over the same K micro-batches."""
-  adamw = lambda: optax.chain(optax.clip_by_global_norm(1.0),
-                              optax.adamw(1e-3, b1=0.9, b2=0.95, eps=1e-10, weight_decay=0.2))
-  microbatch_loss = lambda p, i: loss_fn(p, jax.tree.map(lambda x: x[i].astype(p[0]["w"].dtype), batches))
+  adamw = lambda: optax.chain(
+    optax.clip_by_global_norm(1.0), optax.adamw(1e-3, b1=0.9, b2=0.95, eps=1e-10, weight_decay=0.2)
+  )
+  microbatch_loss = lambda p, i: loss_fn(
+    p, jax.tree.map(lambda x: x[i].astype(p[0]["w"].dtype), batches)
+  )
 
   def loss_driven(tx):
     def step(params, state):
       updates, state = tx.update(params, state, params, loss_fn=microbatch_loss)
       return optax.apply_updates(params, updates), state
+
     return tx, jax.jit(step, donate_argnums=(0, 1))
 
   def accumulate_in_params_dtype(tx):
     def step(params, state):
       def accumulate(total, i):
         return optax.tree.add(total, jax.grad(microbatch_loss)(params, i)), None
+
       total, _ = jax.lax.scan(accumulate, optax.tree.zeros_like(params), jnp.arange(k))
       updates, state = tx.update(optax.tree.scale(1.0 / k, total), state, params)
       return optax.apply_updates(params, updates), state
+
     return tx, jax.jit(step, donate_argnums=(0, 1))
 
   return {
-      "nexus": loss_driven(nexus.nexus(adamw(), 0.01, num_inner_steps=k)),
-      "adamw_accum": loss_driven(nexus.optim.accumulate_gradients(adamw(), k)),
-      "adamw_accum_params_dtype": accumulate_in_params_dtype(adamw()),
+    "nexus": loss_driven(nexus.nexus(adamw(), 0.01, num_inner_steps=k)),
+    "adamw_accum": loss_driven(nexus.optim.accumulate_gradients(adamw(), k)),
+    "adamw_accum_params_dtype": accumulate_in_params_dtype(adamw()),
   }
 
 
@@ -85,8 +92,8 @@ def main():
   key = jax.random.key(0)
   params = jax.tree.map(lambda x: x.astype(args.dtype), init_mlp(key, args.width, args.depth))
   batches = {
-      "x": jax.random.normal(jax.random.key(1), (args.k, args.batch, args.width)),
-      "y": jax.random.normal(jax.random.key(2), (args.k, args.batch, args.width)),
+    "x": jax.random.normal(jax.random.key(1), (args.k, args.batch, args.width)),
+    "y": jax.random.normal(jax.random.key(2), (args.k, args.batch, args.width)),
   }
   runs = {}
   for name, (tx, step) in make_steps(args.k, batches).items():
@@ -115,15 +122,23 @@ def main():
   param_bytes = tree_bytes(params)
   extra = runs["nexus"]["state_bytes"] - runs["adamw_accum"]["state_bytes"]
   print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), jax {jax.__version__}")
-  print(f"model: MLP width={args.width} depth={args.depth} batch={args.batch}, K={args.k}, {args.dtype}; "
-        f"one gradient: {grad_ms:.1f} ms")
+  print(
+    f"model: MLP width={args.width} depth={args.depth} batch={args.batch}, K={args.k}, {args.dtype}; "
+    f"one gradient: {grad_ms:.1f} ms"
+  )
   for name, run in runs.items():
-    print(f"{name:24s} median step {1e3 * statistics.median(run['times']):8.1f} ms   "
-          f"optimizer state {run['state_bytes'] / 2**20:8.2f} MiB")
+    print(
+      f"{name:24s} median step {1e3 * statistics.median(run['times']):8.1f} ms   "
+      f"optimizer state {run['state_bytes'] / 2**20:8.2f} MiB"
+    )
   print(f"median ratio nexus/adamw_accum: {ratio('nexus', 'adamw_accum'):.3f} (target <= 1.05)")
-  print(f"median ratio adamw_accum (float32 sum)/adamw_accum_params_dtype: "
-        f"{ratio('adamw_accum', 'adamw_accum_params_dtype'):.3f}")
-  print(f"params ({args.dtype}): {param_bytes} bytes; Nexus state minus AdamW-accumulation state: {extra} bytes")
+  print(
+    f"median ratio adamw_accum (float32 sum)/adamw_accum_params_dtype: "
+    f"{ratio('adamw_accum', 'adamw_accum_params_dtype'):.3f}"
+  )
+  print(
+    f"params ({args.dtype}): {param_bytes} bytes; Nexus state minus AdamW-accumulation state: {extra} bytes"
+  )
 
 
 if __name__ == "__main__":

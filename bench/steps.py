@@ -9,8 +9,15 @@ from nexus.train import optimizer as optimizer_lib
 from nexus.train import step as step_lib
 
 
-def optimizer_and_step(num_inner_steps: int, *, opt_cfg=None, method: str = "adamw", learning_rate=1e-3,
-                       inner_learning_rate: float = 0.01, seed: int = 0):
+def optimizer_and_step(
+  num_inner_steps: int,
+  *,
+  opt_cfg=None,
+  method: str = "adamw",
+  learning_rate=1e-3,
+  inner_learning_rate: float = 0.01,
+  seed: int = 0,
+):
   """Returns ``(tx, make_step)``: the optimizer, and ``make_step(microbatch_loss)`` -> the trainer's
   ``step(state, batch)`` (not jitted) for a ``loss(params, tokens[B, L+1]) -> scalar``.
 
@@ -24,8 +31,12 @@ def optimizer_and_step(num_inner_steps: int, *, opt_cfg=None, method: str = "ada
     seed: the optimizer's seed (methods with randomness).
   """
   if opt_cfg is None:
-    tx = registry.build(method, learning_rate=learning_rate, num_inner_steps=num_inner_steps,
-                        inner_learning_rate=inner_learning_rate)
+    tx = registry.build(
+      method,
+      learning_rate=learning_rate,
+      num_inner_steps=num_inner_steps,
+      inner_learning_rate=inner_learning_rate,
+    )
   else:
     tx = optimizer_lib.build_optimizer(opt_cfg, learning_rate, num_inner_steps, seed=seed)
   return tx, lambda microbatch_loss: step_lib.make_train_step(microbatch_loss, tx)

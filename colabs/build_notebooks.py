@@ -58,7 +58,7 @@ def parameters(text):
 # quickstart.ipynb: needs only nexus.optim.
 # ---------------------------------------------------------------------------------------------------
 QUICKSTART = [
-    md(r"""
+  md(r"""
 # Nexus quickstart: same summed loss, different places
 
 Nexus ([Chen et al. 2026](https://arxiv.org/abs/2604.09258)) trains on several data sources with a
@@ -74,11 +74,11 @@ valley differ in how far they are from each source's minima. It trains AdamW and
 the same start on the same data, shows where each lands, and tracks the per-source gradient cosine.
 It needs only `nexus.optim` and runs in well under a minute on a CPU.
 """),
-    code(SETUP),
-    md(r"""
+  code(SETUP),
+  md(r"""
 Parameters (the test suite runs this notebook with fewer steps).
 """),
-    parameters(r"""
+  parameters(r"""
 STEPS = 2000          # outer steps of each run
 LEARNING_RATE = 0.01  # AdamW's peak learning rate (cosine decay to 0), the same for both runs
 GAMMA = 0.3           # Nexus's inner step length γ at the peak (follows the learning-rate schedule)
@@ -90,7 +90,7 @@ SWEEP_STARTS = [(x, y) for x in (-2.0, 0.0, 2.0) for y in (-2.5, -0.5, 0.5, 2.5)
 GAMMA_SWEEP = (0.03, 0.1, 0.3)  # γ values compared over all the starts in the last section
 MATCH_TOL = 0.02      # summed losses within this (1% of the valley's loss) count as matched
 """),
-    md(r"""
+  md(r"""
 ## The problem
 
 Parameters θ = (x, y). Source 1's loss is zero on the whole line y = +1, source 2's on the line y = −1:
@@ -108,7 +108,7 @@ closeness is summarized by the mean squared distance (d₁² + d₂²)/2: 1 at x
 The next cell checks this numerically: same summed loss and zero gradient along the valley, different
 per-source distances.
 """),
-    code(r"""
+  code(r"""
 import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
@@ -167,7 +167,7 @@ assert float(np.ptp(valley_distances[:, 0])) > 1.0, "the distances do not vary a
 print(f"\nSame summed loss along the valley (max deviation {np.abs(valley_sums - VALLEY_LOSS).max():.1e}), "
       f"distance to source 1 from {valley_distances[:, 0].min():.2f} to {valley_distances[:, 0].max():.2f}.")
 """),
-    md(r"""
+  md(r"""
 ## The data stream and the two optimizers
 
 Each outer step consumes K micro-batches. A micro-batch has a source drawn i.i.d. uniformly (as in the
@@ -190,7 +190,7 @@ that pull into the comparison. γ follows the learning-rate schedule (`nexus.tie
 γ = 0.3 is at the scale of this landscape (the two sources' minima are 2 apart), and the second-order
 term that separates Nexus from plain descent grows relative to the first-order one in proportion to γ.
 """),
-    code(r"""
+  code(r"""
 def microbatch_loss(theta, batch):
   # One micro-batch: its source's loss plus a zero-mean random tilt (minibatch noise).
   return source_loss(theta, batch["source"]) + jnp.dot(batch["noise"], theta)
@@ -245,7 +245,7 @@ def train(name, theta0, stream, gamma=GAMMA):
 
 train = jax.jit(train, static_argnames=("name", "gamma"))
 """),
-    md(r"""
+  md(r"""
 ## Train both from the same start
 
 The per-source gradient cosine is measured along each trajectory on the full (noise-free) source
@@ -254,7 +254,7 @@ gradients, `nexus.tree_gram` forms their Gram matrix, `nexus.cosine_from_gram` t
 valley itself the two gradients cancel (its points minimize the sum), so their cosine is exactly −1
 there for both runs; the runs differ in how they get there.
 """),
-    code(r"""
+  code(r"""
 theta0 = jnp.asarray(INIT, jnp.float32)
 stream = make_stream(jax.random.key(SEED), STEPS)
 paths = {name: train(name, theta0, stream) for name in OPTIMIZERS}
@@ -275,7 +275,7 @@ for name, theta in final.items():
   print(f"{name:6s} ({theta[0]:+.3f}, {theta[1]:+.3f})   {summed_loss(theta):8.4f}   {d1:5.3f}  {d2:5.3f}   "
         f"{closeness(theta):6.3f}")
 """),
-    code(r"""
+  code(r"""
 COLORS = {"AdamW": "tab:blue", "Nexus": "tab:orange"}
 
 
@@ -328,12 +328,12 @@ ax.legend(fontsize=8)
 fig.tight_layout()
 plt.show()
 """),
-    md(r"""
+  md(r"""
 ## What this run shows
 
 Computed from the run above (nothing here is written in advance).
 """),
-    code(r"""
+  code(r"""
 adamw_end, nexus_end = final["AdamW"], final["Nexus"]
 loss_gap = abs(float(summed_loss(nexus_end)) - float(summed_loss(adamw_end)))
 if loss_gap <= MATCH_TOL:
@@ -355,13 +355,13 @@ print(f"Per-source gradient cosine averaged over the run: {cosines['AdamW'].mean
       f"{cosines['Nexus'].mean():+.3f} (Nexus); over its second half: {cosines['AdamW'][late].mean():+.3f} "
       f"(AdamW), {cosines['Nexus'][late].mean():+.3f} (Nexus).")
 """),
-    md(r"""
+  md(r"""
 ## More starts
 
 One start is one sample. The same comparison from a grid of starts, each with its own data stream
 shared by both optimizers (the runs are batched with `jax.vmap`).
 """),
-    code(r"""
+  code(r"""
 starts = jnp.asarray(SWEEP_STARTS, jnp.float32)
 sweep_streams = jax.vmap(lambda key: make_stream(key, STEPS))(
     jax.random.split(jax.random.key(SEED + 1), len(SWEEP_STARTS)))
@@ -400,14 +400,14 @@ ax.set_title("Landing points (lines join each start to its two ends)")
 ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
 plt.show()
 """),
-    md(r"""
+  md(r"""
 ## How much depends on γ
 
 The term of Nexus's update that differs from descent on the summed loss is second order in γ,
 so its weight relative to the first-order term grows in proportion to γ. The same starts and streams
 as above, for several γ (AdamW does not depend on γ and is run once):
 """),
-    code(r"""
+  code(r"""
 def sweep_ends(name, gamma=GAMMA):
   return np.asarray(jax.vmap(lambda t0, s: train(name, t0, s, gamma)[-1])(starts, sweep_streams))
 
@@ -424,7 +424,7 @@ for gamma in GAMMA_SWEEP:
         f"{(same_loss & (nexus_close < adamw_close)).sum():12d}  {(same_loss & (adamw_close < nexus_close)).sum():12d}  "
         f"{same_loss.sum():5d}/{len(SWEEP_STARTS)}")
 """),
-    md(r"""
+  md(r"""
 ## Next
 
 - `train_lm.ipynb` trains the tiny language model on the built-in multi-source corpus with the same
@@ -441,7 +441,7 @@ for gamma in GAMMA_SWEEP:
 # train_lm.ipynb: the tiny LM through nexus.train.loop.train.
 # ---------------------------------------------------------------------------------------------------
 TRAIN_LM = [
-    md(r"""
+  md(r"""
 # Train the tiny language model with Nexus (library API, no shell)
 
 This notebook loads the tiny experiment config (`configs/tiny.py`), shortens it, trains it with
@@ -451,24 +451,24 @@ loss and the per-source validation losses that the trainer writes to `<workdir>/
 The default of 200 steps runs in minutes on a CPU runtime. The workdir keeps checkpoints: running the
 training cell again resumes from the latest one instead of starting over.
 """),
-    code(SETUP),
-    md(r"""
+  code(SETUP),
+  md(r"""
 Parameters (the test suite runs this notebook with a tiny model for a few steps).
 """),
-    parameters(r"""
+  parameters(r"""
 STEPS = 200                       # outer steps; each consumes K micro-batches
 OPTIMIZER = "nexus"               # "nexus" or the "adamw" baseline (config.opt.name)
 WORKDIR = "runs/colab_train_lm"   # checkpoints, config.json and metrics.jsonl
 OVERRIDES = {}                    # further dotted config overrides, e.g. {"opt.inner_learning_rate": 0.02}
 """),
-    md(r"""
+  md(r"""
 ## The config
 
 `get_config()` returns an `ml_collections.ConfigDict` with sections `model`, `data`, `opt`, `train`,
 `eval`, `mesh` and `checkpoint`. The notebook sets the number of steps, the optimizer and any
 overrides; the warmup is capped at a tenth of the run so that short runs stay valid.
 """),
-    code(r"""
+  code(r"""
 import json
 import os
 
@@ -493,18 +493,18 @@ print("train:", dict(config.train))
 print("training sources:", train_sources)
 print("held-out sources:", held_out)
 """),
-    md(r"""
+  md(r"""
 ## Train
 
 The first call builds and caches the corpus, then compiles the step and trains, printing a progress
 line. It returns a summary: where the checkpoints and metrics are, the step reached, throughput, and
 the last value of every metric.
 """),
-    code(r"""
+  code(r"""
 summary = nexus.train.loop.train(config, WORKDIR)
 print({key: value for key, value in summary.items() if key != "metrics_last"})
 """),
-    md(r"""
+  md(r"""
 ## Training loss and per-source validation losses
 
 `metrics.jsonl` holds one JSON object per logged record: `train/loss` (and `train/loss/<source>` for
@@ -512,7 +512,7 @@ source-pure micro-batches) every `train.log_every` steps; every `eval.every` ste
 validation loss of each training source `eval/loss/<source>` and of each held-out source
 `eval/ood_loss/<source>`, with their `_micro`/`_macro` averages. Held-out sources are dashed.
 """),
-    code(r"""
+  code(r"""
 with open(os.path.join(WORKDIR, "metrics.jsonl"), encoding="utf-8") as f:
   records = [json.loads(line) for line in f if line.strip()]
 
@@ -547,7 +547,7 @@ for key in [eval_key(s) for s in train_sources + held_out] + ["eval/loss_macro",
   if last.get(key) is not None:
     print(f"  {key:36s} {last[key]:.4f}")
 """),
-    md(r"""
+  md(r"""
 ## Next
 
 Train the `"adamw"` baseline in another workdir with the same config and compare the two in
@@ -560,7 +560,7 @@ Train the `"adamw"` baseline in another workdir with the same config and compare
 # analyze.ipynb: AdamW vs Nexus runs, gradient geometry and closeness at the final params, matched loss.
 # ---------------------------------------------------------------------------------------------------
 ANALYZE = [
-    md(r"""
+  md(r"""
 # Analyze runs: AdamW versus Nexus
 
 The paper's claim is *same pretraining loss, better generalization, because the per-source minima are
@@ -578,11 +578,11 @@ of `nexus.eval`:
 Give the workdirs of two finished runs (same config except `opt.name`), or leave `WORKDIRS = None` to
 train two short runs here with the library call of `train_lm.ipynb`.
 """),
-    code(SETUP),
-    md(r"""
+  code(SETUP),
+  md(r"""
 Parameters (the test suite runs this notebook with a tiny model for a few steps).
 """),
-    parameters(r"""
+  parameters(r"""
 WORKDIRS = None              # {"adamw": "<workdir>", "nexus": "<workdir>"}; None trains both below
 STEPS = 200                  # steps of the runs trained here
 ROOT = "runs/colab_analyze"  # where those runs go (ROOT/adamw, ROOT/nexus); reruns resume
@@ -592,7 +592,7 @@ CLOSENESS_STEPS = 20         # SGD fine-tuning steps per source (the same for ev
 CLOSENESS_LR = 1e-2          # their learning rate
 NUM_LEVELS = 3               # training-loss levels of the matched comparison
 """),
-    code(r"""
+  code(r"""
 import json
 import os
 
@@ -619,14 +619,14 @@ if WORKDIRS is None:
     nexus.train.loop.train(config, WORKDIRS[name])
 print(WORKDIRS)
 """),
-    md(r"""
+  md(r"""
 ## Curves
 
 `nexus.eval.load_run` reads a run's `metrics.jsonl` and `config.json`; `Run.curve(key)` gives one
 metric's steps and values. Training sources' validation losses are `eval/loss/<source>`, held-out
 ones `eval/ood_loss/<source>`, their averages `eval/loss_macro` and `eval/ood_loss_macro`.
 """),
-    code(r"""
+  code(r"""
 def load_config(workdir):
   # The config the trainer saved next to the run.
   with open(os.path.join(workdir, "config.json"), encoding="utf-8") as f:
@@ -657,7 +657,7 @@ axes[0, 0].legend()
 fig.tight_layout()
 plt.show()
 """),
-    md(r"""
+  md(r"""
 ## Gradient geometry and closeness at the final parameters
 
 The final parameters are restored from each run's latest checkpoint with the trainer's own pieces
@@ -672,7 +672,7 @@ The final parameters are restored from each run's latest checkpoint with the tra
   gives θ̂_k; reported are (1/K) Σ‖θ − θ̂_k‖² (small near a common minimum), the spread of the θ̂_k,
   and each source's loss drop.
 """),
-    code(r"""
+  code(r"""
 from nexus.train import checkpoint as checkpoint_lib
 from nexus.train import mesh as mesh_lib
 from nexus.train import optimizer as optimizer_lib
@@ -737,7 +737,7 @@ for name in WORKDIRS:
   print(f"{name:10s}{train_block.mean():18.3f}{f'{conflicts}/{pairs}':>11s}{to_held_out:20.3f}"
         f"{c['closeness/mean_sq_dist']:11.3e}{c['closeness/spread']:9.2e}{c['closeness/mean_loss_drop']:16.4f}")
 """),
-    md(r"""
+  md(r"""
 ## Matched-loss comparison
 
 `nexus.eval.matched` reads every metric off where each run reaches the same training loss: the logged
@@ -747,7 +747,7 @@ two evaluations that bracket the level (nothing is extrapolated: a level a run n
 The levels are chosen inside the range every run's evaluations cover
 (`nexus.eval.common_loss_levels`); short runs may not overlap, and then the cell says so.
 """),
-    code(r"""
+  code(r"""
 def eval_losses(run):
   # The monotone training loss at the run's evaluation steps.
   loss_steps, losses = run.curve("train/loss")
@@ -782,7 +782,7 @@ else:
     print(f"\nAt training loss {levels[lowest]:.4f}, Nexus has the lower validation loss on {len(lower)} of "
           f"{len(compared)} sources: {[k.split('/')[-1] for k in lower]}")
 """),
-    md(r"""
+  md(r"""
 ## Next
 
 For several seeds per optimizer, plots and a markdown report of the same comparison, run
@@ -797,12 +797,16 @@ def build(name: str) -> nbformat.NotebookNode:
   """The notebook ``name`` with deterministic cell ids and no outputs."""
   notebook = nbformat.v4.new_notebook()
   notebook.metadata = {
-      "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-      "language_info": {"name": "python"},
-      "colab": {"provenance": []},
+    "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+    "language_info": {"name": "python"},
+    "colab": {"provenance": []},
   }
   for index, (kind, source, tags) in enumerate(NOTEBOOKS[name]):
-    cell = nbformat.v4.new_markdown_cell(source) if kind == "markdown" else nbformat.v4.new_code_cell(source)
+    cell = (
+      nbformat.v4.new_markdown_cell(source)
+      if kind == "markdown"
+      else nbformat.v4.new_code_cell(source)
+    )
     cell.id = f"{name}-{index:02d}"
     if tags:
       cell.metadata["tags"] = list(tags)

@@ -11,7 +11,8 @@ import ml_collections
 
 def optimizer_config() -> ml_collections.ConfigDict:
   """The optimizer section: method name and hyperparameters (see nexus.optim.registry)."""
-  return ml_collections.ConfigDict({
+  return ml_collections.ConfigDict(
+    {
       # adamw | nexus | nexus_first_order | nexus_unnormalized | lookahead | snoo | sam | pcgrad |
       # nexus_muon | order_free
       "name": "nexus",
@@ -38,7 +39,8 @@ def optimizer_config() -> ml_collections.ConfigDict:
       "projection_order": "random",  # pcgrad: random | fixed
       "order": 2,  # order_free: 2 keeps the γ² term, 1 drops it
       "per_source_method": "vmap",  # order_free: vmap | map
-  })
+    }
+  )
 
 
 def model_config(preset) -> ml_collections.ConfigDict:
@@ -47,10 +49,12 @@ def model_config(preset) -> ml_collections.ConfigDict:
   A placeholder keeps a derived value derived (``head_dim``, ``num_kv_heads``: overriding ``d_model``
   or ``num_heads`` re-derives them) while ``--config.model.head_dim=64`` still parses as an int.
   """
-  return ml_collections.ConfigDict({
+  return ml_collections.ConfigDict(
+    {
       name: ml_collections.config_dict.placeholder(int) if value is None else value
       for name, value in dataclasses.asdict(preset).items()
-  })
+    }
+  )
 
 
 def base_config(model_preset: str) -> ml_collections.ConfigDict:
@@ -65,7 +69,8 @@ def base_config(model_preset: str) -> ml_collections.ConfigDict:
   config.model = model_config(presets.PRESETS[model_preset])
   config.data = data_lib.default_data_config()
   config.opt = optimizer_config()
-  config.train = ml_collections.ConfigDict({
+  config.train = ml_collections.ConfigDict(
+    {
       "steps": 200,
       "num_inner_steps": 4,  # K micro-batches per outer step (AdamW accumulates the same K)
       "global_batch_size": 8,  # rows per micro-batch, across all processes
@@ -73,12 +78,15 @@ def base_config(model_preset: str) -> ml_collections.ConfigDict:
       "log_every": 10,
       "nonfinite": "skip",  # skip | stop
       "max_skipped_fraction": 0.1,  # more skipped steps than this share (or all) fail the run (exit code 3)
-  })
-  config.eval = ml_collections.ConfigDict({
+    }
+  )
+  config.eval = ml_collections.ConfigDict(
+    {
       "every": 50,
       "batch_size": 16,
       "num_batches": 4,
-  })
+    }
+  )
   config.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
   config.checkpoint = ml_collections.ConfigDict({"every": 50, "keep": 3, "async_save": True})
   return config

@@ -25,21 +25,35 @@ from nexus.data import corpus
 from nexus.data import pretokenize
 
 _DEFAULTS = data_lib.default_data_config()
-_CORPUS_DIR = flags.DEFINE_string("corpus_dir", _DEFAULTS.corpus_dir, "Parent directory of the corpus cache.")
-_BYTES = flags.DEFINE_integer("bytes_per_source", _DEFAULTS.corpus_bytes_per_source,
-                              "UTF-8 bytes per source over the three splits (the size knob).")
+_CORPUS_DIR = flags.DEFINE_string(
+  "corpus_dir", _DEFAULTS.corpus_dir, "Parent directory of the corpus cache."
+)
+_BYTES = flags.DEFINE_integer(
+  "bytes_per_source",
+  _DEFAULTS.corpus_bytes_per_source,
+  "UTF-8 bytes per source over the three splits (the size knob).",
+)
 _SEED = flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed of the generated sources.")
-_TOKENIZER = flags.DEFINE_string("tokenizer", _DEFAULTS.tokenizer, "'byte' or a SentencePiece .model path.")
-_REBUILD = flags.DEFINE_bool("rebuild", False, "Delete the corpus and the token caches first (a damaged cache).")
-_SP_VOCAB = flags.DEFINE_integer("sentencepiece_vocab_size", 0,
-                                 "If > 0, train a SentencePiece model and pre-tokenize with it.")
-_SP_TYPE = flags.DEFINE_enum("sentencepiece_model_type", "bpe", ["bpe", "unigram"], "SentencePiece model type.")
+_TOKENIZER = flags.DEFINE_string(
+  "tokenizer", _DEFAULTS.tokenizer, "'byte' or a SentencePiece .model path."
+)
+_REBUILD = flags.DEFINE_bool(
+  "rebuild", False, "Delete the corpus and the token caches first (a damaged cache)."
+)
+_SP_VOCAB = flags.DEFINE_integer(
+  "sentencepiece_vocab_size", 0, "If > 0, train a SentencePiece model and pre-tokenize with it."
+)
+_SP_TYPE = flags.DEFINE_enum(
+  "sentencepiece_model_type", "bpe", ["bpe", "unigram"], "SentencePiece model type."
+)
 
 
 def _training_texts(path: str):
   for name in data_lib.BUILTIN_SOURCES:
     if not data_lib.BUILTIN_SOURCES[name].held_out:
-      source = tfds.data_source(f"nexus_corpus/{name}", split="train", data_dir=path, download=False)
+      source = tfds.data_source(
+        f"nexus_corpus/{name}", split="train", data_dir=path, download=False
+      )
       for i in range(len(source)):
         yield source[i]["text"].decode("utf-8")
 
@@ -47,29 +61,52 @@ def _training_texts(path: str):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  if not flags.FLAGS["verbosity"].present:  # TFDS logs INFO lines per dataset; one line per source instead
+  if not flags.FLAGS[
+    "verbosity"
+  ].present:  # TFDS logs INFO lines per dataset; one line per source instead
     logging.set_verbosity(logging.WARNING)
   config = data_lib.default_data_config()
-  config.corpus_dir, config.corpus_bytes_per_source, config.seed = _CORPUS_DIR.value, _BYTES.value, _SEED.value
+  config.corpus_dir, config.corpus_bytes_per_source, config.seed = (
+    _CORPUS_DIR.value,
+    _BYTES.value,
+    _SEED.value,
+  )
   config.tokenizer = _TOKENIZER.value
   try:
     if _REBUILD.value:
-      for path in (corpus.corpus_path(config.corpus_dir, bytes_per_source=config.corpus_bytes_per_source,
-                                      seed=config.seed), pretokenize.tokens_root(config.corpus_dir)):
+      for path in (
+        corpus.corpus_path(
+          config.corpus_dir, bytes_per_source=config.corpus_bytes_per_source, seed=config.seed
+        ),
+        pretokenize.tokens_root(config.corpus_dir),
+      ):
         shutil.rmtree(path, ignore_errors=True)
-    summary = data_lib.build_corpus(config.corpus_dir, bytes_per_source=config.corpus_bytes_per_source,
-                                    seed=config.seed)
+    summary = data_lib.build_corpus(
+      config.corpus_dir, bytes_per_source=config.corpus_bytes_per_source, seed=config.seed
+    )
     print(data_lib.format_summary(summary))
-    print("reused the cached corpus" if summary["cached"] else f"built in {summary['build_seconds']:.1f}s")
+    print(
+      "reused the cached corpus"
+      if summary["cached"]
+      else f"built in {summary['build_seconds']:.1f}s"
+    )
     if _SP_VOCAB.value > 0:
       prefix = os.path.join(summary["path"], f"sentencepiece_{_SP_TYPE.value}_{_SP_VOCAB.value}")
-      config.tokenizer = data_lib.train_sentencepiece(_training_texts(summary["path"]), prefix,
-                                                      vocab_size=_SP_VOCAB.value, model_type=_SP_TYPE.value)
-      print(f"SentencePiece model: {config.tokenizer}  (use --config.data.tokenizer={config.tokenizer})")
+      config.tokenizer = data_lib.train_sentencepiece(
+        _training_texts(summary["path"]),
+        prefix,
+        vocab_size=_SP_VOCAB.value,
+        model_type=_SP_TYPE.value,
+      )
+      print(
+        f"SentencePiece model: {config.tokenizer}  (use --config.data.tokenizer={config.tokenizer})"
+      )
     data_lib.prepare_data(config)
   except ValueError as error:
     raise SystemExit(f"error: {error}") from None
-  print(f"token caches ({data_lib.tokenizer_id(config.tokenizer)}) in {pretokenize.tokens_root(config.corpus_dir)}")
+  print(
+    f"token caches ({data_lib.tokenizer_id(config.tokenizer)}) in {pretokenize.tokens_root(config.corpus_dir)}"
+  )
 
 
 if __name__ == "__main__":

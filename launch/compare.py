@@ -12,21 +12,36 @@ and the plots it shows (see ``nexus.eval.report``).
 from absl import app
 from absl import flags
 
-_OUT = flags.DEFINE_string("out", None, "Directory for report.md and the PNG plots (created if missing).")
-_LOSS_KEY = flags.DEFINE_string("loss_key", "train/loss", "The training-loss metric that levels are matched on.")
-_TARGET_LOSSES = flags.DEFINE_list("target_losses", None,
-                                   "Loss levels of the matched table (default: --num_levels levels shared by all runs).")
-_NUM_LEVELS = flags.DEFINE_integer("num_levels", 3, "Number of automatic loss levels (without --target_losses).")
-_SMOOTH_WINDOW = flags.DEFINE_integer("smooth_window", 1,
-                                      "Trailing-mean window over logged training losses before the running minimum.")
+_OUT = flags.DEFINE_string(
+  "out", None, "Directory for report.md and the PNG plots (created if missing)."
+)
+_LOSS_KEY = flags.DEFINE_string(
+  "loss_key", "train/loss", "The training-loss metric that levels are matched on."
+)
+_TARGET_LOSSES = flags.DEFINE_list(
+  "target_losses",
+  None,
+  "Loss levels of the matched table (default: --num_levels levels shared by all runs).",
+)
+_NUM_LEVELS = flags.DEFINE_integer(
+  "num_levels", 3, "Number of automatic loss levels (without --target_losses)."
+)
+_SMOOTH_WINDOW = flags.DEFINE_integer(
+  "smooth_window", 1, "Trailing-mean window over logged training losses before the running minimum."
+)
 _BASELINE = flags.DEFINE_string(
-    "baseline", None, "Optimizer the paired differences subtract (default: adamw if compared, else the first).")
+  "baseline",
+  None,
+  "Optimizer the paired differences subtract (default: adamw if compared, else the first).",
+)
 
 
 def main(argv):
   workdirs = argv[1:]
   if not workdirs:
-    raise app.UsageError("pass one or more run workdirs, e.g. python -m launch.compare runs/a runs/b --out=report")
+    raise app.UsageError(
+      "pass one or more run workdirs, e.g. python -m launch.compare runs/a runs/b --out=report"
+    )
   if not _OUT.value:
     raise app.UsageError("--out is required, e.g. --out=reports/compare")
   from nexus.eval import report as report_lib  # pylint: disable=g-import-not-at-top
@@ -35,12 +50,20 @@ def main(argv):
   try:
     targets = None if _TARGET_LOSSES.value is None else [float(x) for x in _TARGET_LOSSES.value]
   except ValueError:
-    raise SystemExit(f"error: --target_losses={','.join(_TARGET_LOSSES.value)} must be comma-separated numbers.") from None
+    raise SystemExit(
+      f"error: --target_losses={','.join(_TARGET_LOSSES.value)} must be comma-separated numbers."
+    ) from None
   try:
     runs = [runs_lib.load_run(workdir) for workdir in workdirs]
-    report = report_lib.write_report(runs, _OUT.value, loss_key=_LOSS_KEY.value, target_losses=targets,
-                                     num_levels=_NUM_LEVELS.value, window=_SMOOTH_WINDOW.value,
-                                     baseline=_BASELINE.value)
+    report = report_lib.write_report(
+      runs,
+      _OUT.value,
+      loss_key=_LOSS_KEY.value,
+      target_losses=targets,
+      num_levels=_NUM_LEVELS.value,
+      window=_SMOOTH_WINDOW.value,
+      baseline=_BASELINE.value,
+    )
   except ValueError as error:  # missing workdirs or metrics, bad options: one line, no traceback
     raise SystemExit(f"error: {error}") from None
   print(f"report: {report.path}")

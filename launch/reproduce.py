@@ -19,9 +19,13 @@ from launch import study
 
 _OUT = flags.DEFINE_string("out", "runs/study", "Directory of the study's runs and report.")
 _CONFIG = flags.DEFINE_string("config", "configs/tiny.py", "Config file of every run.")
-_METHODS = flags.DEFINE_list("methods", ["adamw", "nexus", "nexus_first_order"], "Optimizers compared.")
+_METHODS = flags.DEFINE_list(
+  "methods", ["adamw", "nexus", "nexus_first_order"], "Optimizers compared."
+)
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (model init and data order).")
-_OVERRIDES = flags.DEFINE_multi_string("override", [], "Config overrides for every run, e.g. train.steps=400.")
+_OVERRIDES = flags.DEFINE_multi_string(
+  "override", [], "Config overrides for every run, e.g. train.steps=400."
+)
 
 
 def main(argv):
@@ -34,7 +38,9 @@ def main(argv):
     for method in _METHODS.value:
       workdir = os.path.join(_OUT.value, f"{method}-seed{seed}")
       run_overrides = {**overrides, "opt.name": method, "seed": seed}
-      study.run_and_measure(workdir, _CONFIG.value, run_overrides, steps=steps or study.config_steps(_CONFIG.value))
+      study.run_and_measure(
+        workdir, _CONFIG.value, run_overrides, steps=steps or study.config_steps(_CONFIG.value)
+      )
       workdirs.append(workdir)
   study.compare(workdirs, os.path.join(_OUT.value, "report"))
 

@@ -31,16 +31,22 @@ def _measured(workdir: str) -> bool:
   return any("closeness/mean_sq_dist" in r for r in metrics_lib.read_metrics(workdir))
 
 
-def run_and_measure(workdir: str, config: str, overrides: dict, *, steps: int, evaluate_flags: tuple = ()) -> None:
+def run_and_measure(
+  workdir: str, config: str, overrides: dict, *, steps: int, evaluate_flags: tuple = ()
+) -> None:
   """Trains ``config`` with ``overrides`` in ``workdir`` (resuming), then measures its final checkpoint."""
   flags = [f"--config.{key}={value}" for key, value in overrides.items()]
   if _last_train_step(workdir) < steps:
     print(f"[study] training {workdir}", flush=True)
-    subprocess.run([sys.executable, "-m", "launch.train", f"--config={config}", f"--workdir={workdir}", *flags],
-                   check=True)
+    subprocess.run(
+      [sys.executable, "-m", "launch.train", f"--config={config}", f"--workdir={workdir}", *flags],
+      check=True,
+    )
   if not _measured(workdir):
     print(f"[study] measuring {workdir}", flush=True)
-    subprocess.run([sys.executable, "-m", "launch.evaluate", f"--workdir={workdir}", *evaluate_flags], check=True)
+    subprocess.run(
+      [sys.executable, "-m", "launch.evaluate", f"--workdir={workdir}", *evaluate_flags], check=True
+    )
 
 
 def compare(workdirs: list[str], out: str) -> None:

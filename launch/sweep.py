@@ -38,14 +38,31 @@ DEFAULT_SPEC = os.path.join(os.path.dirname(__file__), "sweeps", "tiny.json")
 
 _OUT = flags.DEFINE_string("out", "runs/sweep", "Directory of the sweep's runs and summary.")
 _SPEC = flags.DEFINE_string("spec", DEFAULT_SPEC, "JSON sweep spec (see the module docstring).")
-_CONFIG = flags.DEFINE_string("config", "configs/tiny.py", "Config file of every run (replaces the spec's).")
-_GRID = flags.DEFINE_multi_string("grid", [], "METHOD:FIELD=V1,V2,... (repeat; replaces the spec's methods).")
-_OVERRIDES = flags.DEFINE_multi_string("override", [], "FIELD=VALUE for every run (added to the spec's).")
+_CONFIG = flags.DEFINE_string(
+  "config", "configs/tiny.py", "Config file of every run (replaces the spec's)."
+)
+_GRID = flags.DEFINE_multi_string(
+  "grid", [], "METHOD:FIELD=V1,V2,... (repeat; replaces the spec's methods)."
+)
+_OVERRIDES = flags.DEFINE_multi_string(
+  "override", [], "FIELD=VALUE for every run (added to the spec's)."
+)
 _SEEDS = flags.DEFINE_list("seeds", ["0"], "Seeds per setting; a setting's score is their mean.")
-_METRIC = flags.DEFINE_string("metric", tuning.DEFAULT_METRIC, "Validation metric minimized by the selection.")
-_MAX_EXTENSIONS = flags.DEFINE_integer("max_extensions", 3, "Extra settings per method allowed for bracketing.")
-_BOUNDS = flags.DEFINE_multi_string("bound", [], "FIELD=LOW,HIGH: extensions stay within these bounds.")
-SPEC_FLAGS = {"config": _CONFIG, "seeds": _SEEDS, "metric": _METRIC, "max_extensions": _MAX_EXTENSIONS}
+_METRIC = flags.DEFINE_string(
+  "metric", tuning.DEFAULT_METRIC, "Validation metric minimized by the selection."
+)
+_MAX_EXTENSIONS = flags.DEFINE_integer(
+  "max_extensions", 3, "Extra settings per method allowed for bracketing."
+)
+_BOUNDS = flags.DEFINE_multi_string(
+  "bound", [], "FIELD=LOW,HIGH: extensions stay within these bounds."
+)
+SPEC_FLAGS = {
+  "config": _CONFIG,
+  "seeds": _SEEDS,
+  "metric": _METRIC,
+  "max_extensions": _MAX_EXTENSIONS,
+}
 
 
 def _pairs(items: list[str], flag: str) -> dict[str, str]:
@@ -66,8 +83,18 @@ def load_spec() -> tuple[tuple[str, dict], tuning.SweepSpec]:
       with open(_SPEC.value, encoding="utf-8") as f:
         spec = json.load(f)
     except (OSError, json.JSONDecodeError) as error:
-      raise ValueError(f"cannot read --spec={_SPEC.value}: {error}; pass a JSON sweep spec.") from None
-  unknown = set(spec) - {"config", "overrides", "methods", "metric", "seeds", "max_extensions", "bounds"}
+      raise ValueError(
+        f"cannot read --spec={_SPEC.value}: {error}; pass a JSON sweep spec."
+      ) from None
+  unknown = set(spec) - {
+    "config",
+    "overrides",
+    "methods",
+    "metric",
+    "seeds",
+    "max_extensions",
+    "bounds",
+  }
   if unknown:
     raise ValueError(f"spec {_SPEC.value} has unknown keys {sorted(unknown)}.")
   for key, flag in SPEC_FLAGS.items():
@@ -75,21 +102,35 @@ def load_spec() -> tuple[tuple[str, dict], tuning.SweepSpec]:
       spec[key] = flag.value
   if _GRID.present:
     spec["methods"] = tuning.parse_grids(_GRID.value)
-  overrides = {**spec.get("overrides", {}),
-               **{k: tuning.parse_value(v) for k, v in _pairs(_OVERRIDES.value, "override").items()}}
-  bounds = {**spec.get("bounds", {}),
-            **{k: [tuning.parse_value(x) for x in v.split(",")] for k, v in _pairs(_BOUNDS.value, "bound").items()}}
+  overrides = {
+    **spec.get("overrides", {}),
+    **{k: tuning.parse_value(v) for k, v in _pairs(_OVERRIDES.value, "override").items()},
+  }
+  bounds = {
+    **spec.get("bounds", {}),
+    **{
+      k: [tuning.parse_value(x) for x in v.split(",")]
+      for k, v in _pairs(_BOUNDS.value, "bound").items()
+    },
+  }
   try:
     seeds = tuple(int(s) for s in spec["seeds"])
   except ValueError:
     raise ValueError(f"seeds {spec['seeds']} must be integers.") from None
-  sweep = tuning.SweepSpec(methods=spec.get("methods", {}), metric=spec["metric"], seeds=seeds,
-                           max_extensions=spec["max_extensions"], bounds={k: tuple(v) for k, v in bounds.items()})
+  sweep = tuning.SweepSpec(
+    methods=spec.get("methods", {}),
+    metric=spec["metric"],
+    seeds=seeds,
+    max_extensions=spec["max_extensions"],
+    bounds={k: tuple(v) for k, v in bounds.items()},
+  )
   return (spec["config"], overrides), sweep
 
 
 def _text(value) -> str:
-  return (repr(value) if isinstance(value, float) else str(value)).replace("/", "_").replace(" ", "")
+  return (
+    (repr(value) if isinstance(value, float) else str(value)).replace("/", "_").replace(" ", "")
+  )
 
 
 def run_flags(method: str, settings: dict, seed: int, overrides: dict) -> dict:
@@ -106,7 +147,9 @@ def make_evaluate(out: str, config: str, overrides: dict, metric: str):
 
   def evaluate(method: str, settings: dict, seed: int) -> float:
     run = run_flags(method, settings, seed, overrides)
-    name = ",".join(f"{field}={_text(value)}" for field, value in settings.items()) + f",seed={seed}"
+    name = (
+      ",".join(f"{field}={_text(value)}" for field, value in settings.items()) + f",seed={seed}"
+    )
     workdir = os.path.join(out, "runs", method, name)
     os.makedirs(workdir, exist_ok=True)
     record = {"config": config, "flags": run}
@@ -114,8 +157,10 @@ def make_evaluate(out: str, config: str, overrides: dict, metric: str):
     if os.path.exists(record_path):
       with open(record_path, encoding="utf-8") as f:
         if json.load(f) != json.loads(json.dumps(record)):
-          raise ValueError(f"{workdir} was made with other flags (see its sweep_run.json); use a new --out or the "
-                           "same command as before.")
+          raise ValueError(
+            f"{workdir} was made with other flags (see its sweep_run.json); use a new --out or the "
+            "same command as before."
+          )
     else:
       with open(record_path, "w", encoding="utf-8") as f:
         json.dump(record, f, indent=2)
@@ -123,14 +168,24 @@ def make_evaluate(out: str, config: str, overrides: dict, metric: str):
     value = final_value(workdir, steps)
     if value is None:
       print(f"[sweep] training {workdir}", flush=True)
-      command = [sys.executable, "-m", "launch.train", f"--config={config}", f"--workdir={workdir}",
-                 *[f"--config.{field}={value}" for field, value in run.items()]]
+      command = [
+        sys.executable,
+        "-m",
+        "launch.train",
+        f"--config={config}",
+        f"--workdir={workdir}",
+        *[f"--config.{field}={value}" for field, value in run.items()],
+      ]
       if subprocess.run(command, check=False).returncode != 0:
-        raise ValueError(f"training {workdir} failed (its output is above); fix the setting or the grid.")
+        raise ValueError(
+          f"training {workdir} failed (its output is above); fix the setting or the grid."
+        )
       value = final_value(workdir, steps)
       if value is None:
-        raise ValueError(f"{workdir} finished without {metric!r} at step {steps}; pick a metric the trainer logs at "
-                         "its last step (eval.every > 0), e.g. eval/loss_macro.")
+        raise ValueError(
+          f"{workdir} finished without {metric!r} at step {steps}; pick a metric the trainer logs at "
+          "its last step (eval.every > 0), e.g. eval/loss_macro."
+        )
     else:
       print(f"[sweep] done     {workdir}: {metric} = {value:.4f}", flush=True)
     return float(value)

@@ -31,16 +31,30 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a configs/<name>.py file.", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and TensorBoard logs.")
-_DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() with auto-detection.")
-_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-process runs).")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes (multi-process runs).")
+_CONFIG = config_flags.DEFINE_config_file(
+  "config", None, "Path to a configs/<name>.py file.", lock_config=True
+)
+_WORKDIR = flags.DEFINE_string(
+  "workdir", None, "Directory for checkpoints, metrics and TensorBoard logs."
+)
+_DISTRIBUTED = flags.DEFINE_bool(
+  "distributed", False, "Call jax.distributed.initialize() with auto-detection."
+)
+_COORDINATOR = flags.DEFINE_string(
+  "coordinator_address", None, "host:port of process 0 (multi-process runs)."
+)
+_NUM_PROCESSES = flags.DEFINE_integer(
+  "num_processes", None, "Number of processes (multi-process runs)."
+)
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (multi-process runs).")
 _ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
-    "allow_config_change", False,
-    "Resume even if the config differs from the checkpoint's; the change is recorded in <workdir>/history.jsonl.")
-_VERBOSE = flags.DEFINE_bool("verbose", False, "Also show every library's INFO logs on the terminal.")
+  "allow_config_change",
+  False,
+  "Resume even if the config differs from the checkpoint's; the change is recorded in <workdir>/history.jsonl.",
+)
+_VERBOSE = flags.DEFINE_bool(
+  "verbose", False, "Also show every library's INFO logs on the terminal."
+)
 
 EXIT_ERROR = 1
 EXIT_TOO_MANY_SKIPPED = 3
@@ -66,10 +80,13 @@ def initialize_distributed() -> None:
 def _mfu(tokens_per_second: float) -> str:
   """MFU of the run (``nexus.model.flops``), against every device's bf16 peak, naming the device."""
   import jax  # pylint: disable=g-import-not-at-top
+
   from nexus import model as model_lib  # pylint: disable=g-import-not-at-top
 
   config, kind = _CONFIG.value, jax.devices()[0].device_kind
-  flops = model_lib.model_flops_per_token(model_lib.ModelConfig.from_dict(config.model.to_dict()), config.train.seq_len)
+  flops = model_lib.model_flops_per_token(
+    model_lib.ModelConfig.from_dict(config.model.to_dict()), config.train.seq_len
+  )
   peak = model_lib.device_peak_flops()
   if peak is None:
     return f"n/a (no bf16 peak known for {kind}; {tokens_per_second * flops / 1e9:.1f} GFLOP/s)"
@@ -79,8 +96,13 @@ def _mfu(tokens_per_second: float) -> str:
 def print_summary(summary: dict) -> None:
   metrics = summary["metrics_last"]
   print("\n=== Nexus training summary ===")
-  print(f"steps completed      : {summary['step']}" + ("  (preempted: checkpoint saved)" if summary["preempted"] else ""))
-  print(f"steps skipped        : {summary['skipped_steps']}  (non-finite loss or update; state kept)")
+  print(
+    f"steps completed      : {summary['step']}"
+    + ("  (preempted: checkpoint saved)" if summary["preempted"] else "")
+  )
+  print(
+    f"steps skipped        : {summary['skipped_steps']}  (non-finite loss or update; state kept)"
+  )
   print(f"final train loss     : {metrics.get('train/loss', float('nan')):.4f}")
   for key in sorted(metrics):
     if key.startswith(("train/loss/", "eval/")):
@@ -101,7 +123,15 @@ def parse_flags(argv: list[str]) -> list[str]:
     remaining = flags.FLAGS(argv)
     if _CONFIG.value is not None:
       _CONFIG.value.get("train")  # a config file that failed to load raises its error on first use
-  except (flags.Error, AttributeError, KeyError, TypeError, ValueError, SyntaxError, OSError) as error:
+  except (
+    flags.Error,
+    AttributeError,
+    KeyError,
+    TypeError,
+    ValueError,
+    SyntaxError,
+    OSError,
+  ) as error:
     raise SystemExit(_flag_error(error, argv)) from None
   return remaining
 
@@ -122,14 +152,24 @@ def _flag_error(error: Exception, argv: list[str]) -> str:
   cause = error.__cause__ or error.__context__
   if isinstance(cause, SyntaxError) or isinstance(error, SyntaxError):
     syntax = cause if isinstance(cause, SyntaxError) else error
-    return (f"error: the config file {syntax.filename} has a syntax error at line {syntax.lineno} "
-            f"({syntax.msg}); fix it and run again.")
+    return (
+      f"error: the config file {syntax.filename} has a syntax error at line {syntax.lineno} "
+      f"({syntax.msg}); fix it and run again."
+    )
   message = " ".join(str(error).strip("\"'").split())
-  if isinstance(error, FileNotFoundError) or isinstance(cause, FileNotFoundError) or "No such file" in message:
-    return (f"error: the config file {_config_path(argv)} does not exist; pass an existing file, "
-            "e.g. --config=configs/tiny.py.")
-  return (f"error: bad flag or config override ({type(error).__name__}: {message}); "
-          "check the --config.<section>.<field> names in configs/base.py.")
+  if (
+    isinstance(error, FileNotFoundError)
+    or isinstance(cause, FileNotFoundError)
+    or "No such file" in message
+  ):
+    return (
+      f"error: the config file {_config_path(argv)} does not exist; pass an existing file, "
+      "e.g. --config=configs/tiny.py."
+    )
+  return (
+    f"error: bad flag or config override ({type(error).__name__}: {message}); "
+    "check the --config.<section>.<field> names in configs/base.py."
+  )
 
 
 def main(argv):
@@ -147,7 +187,9 @@ def main(argv):
   from nexus.train import workdir_lock  # pylint: disable=g-import-not-at-top
 
   try:
-    summary = loop.train(_CONFIG.value, _WORKDIR.value, allow_config_change=_ALLOW_CONFIG_CHANGE.value)
+    summary = loop.train(
+      _CONFIG.value, _WORKDIR.value, allow_config_change=_ALLOW_CONFIG_CHANGE.value
+    )
   # Bad config, workdir in use, changed config, unreadable checkpoints, full disk, non-finite stop.
   except (ValueError, OSError, loop.NonFiniteError, workdir_lock.WorkdirLockedError) as error:
     message = " ".join(str(error).split())
@@ -156,8 +198,11 @@ def main(argv):
     print(f"error: {message}", file=sys.stderr, flush=True)
     _exit(EXIT_ERROR)
   except KeyboardInterrupt:
-    print("\ninterrupted: run the same command again to resume from the last saved checkpoint.", file=sys.stderr,
-          flush=True)
+    print(
+      "\ninterrupted: run the same command again to resume from the last saved checkpoint.",
+      file=sys.stderr,
+      flush=True,
+    )
     _exit(EXIT_INTERRUPTED)
   import jax  # pylint: disable=g-import-not-at-top
 
@@ -166,9 +211,13 @@ def main(argv):
   if summary["status"] == loop.PREEMPTED:
     _exit(EXIT_PREEMPTED)
   if summary["status"] == loop.SKIPPED:
-    print(f"error: {summary['skipped_steps']} of {summary['step']} steps were skipped (non-finite loss or update), "
-          f"more than train.max_skipped_fraction={summary['max_skipped_fraction']}; lower the learning rate "
-          "(or raise the fraction) and train again.", file=sys.stderr, flush=True)
+    print(
+      f"error: {summary['skipped_steps']} of {summary['step']} steps were skipped (non-finite loss or update), "
+      f"more than train.max_skipped_fraction={summary['max_skipped_fraction']}; lower the learning rate "
+      "(or raise the fraction) and train again.",
+      file=sys.stderr,
+      flush=True,
+    )
     _exit(EXIT_TOO_MANY_SKIPPED)
 
 

@@ -5,15 +5,13 @@ num_inner_steps=K)``. The model, data, trainer and evaluation live in ``nexus.mo
 ``nexus.train`` and ``nexus.eval``.
 """
 
-from nexus.optim import (
-    TwoLoopDiagnostics,
-    TwoLoopState,
-    cosine_from_gram,
-    first_order_nexus,
-    nexus,
-    per_source_gradients,
-    tied_inner_learning_rate,
-    tree_gram,
-)
+from nexus.optim import TwoLoopDiagnostics
+from nexus.optim import TwoLoopState
+from nexus.optim import cosine_from_gram
+from nexus.optim import first_order_nexus
+from nexus.optim import nexus
+from nexus.optim import per_source_gradients
+from nexus.optim import tied_inner_learning_rate
+from nexus.optim import tree_gram
 
 __version__ = "0.1.0"

@@ -15,13 +15,22 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def run_with_devices(code: str, num_devices: int = 8, timeout: float = 600) -> str:
   """Runs ``code`` with ``num_devices`` CPU devices; returns stdout, raises with stderr on failure."""
   env = dict(os.environ)
-  env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={num_devices}".strip()
+  env["XLA_FLAGS"] = (
+    f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={num_devices}".strip()
+  )
   env["JAX_PLATFORMS"] = "cpu"
   env["PYTHONPATH"] = REPO_ROOT + os.pathsep + env.get("PYTHONPATH", "")
   result = subprocess.run(
-      [sys.executable, "-c", textwrap.dedent(code)],
-      env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, check=False,
+    [sys.executable, "-c", textwrap.dedent(code)],
+    env=env,
+    cwd=REPO_ROOT,
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+    check=False,
   )
   if result.returncode != 0:
-    raise AssertionError(f"subprocess failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    raise AssertionError(
+      f"subprocess failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+    )
   return result.stdout

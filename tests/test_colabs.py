@@ -13,11 +13,11 @@ import re
 import subprocess
 import sys
 
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import KernelManager
 import nbclient
 import nbformat
 import pytest
-from jupyter_client.kernelspec import KernelSpecManager
-from jupyter_client.manager import KernelManager
 
 from tests.train import harness
 
@@ -28,7 +28,9 @@ CELL_TIMEOUT_S = 600
 
 # A model and corpus small enough for a CI CPU: the integration tests' settings (the notebooks set the
 # number of steps themselves), evaluated every 2 steps.
-TINY_LM_OVERRIDES = {key: value for key, value in harness.TINY_OVERRIDES.items() if key != "train.steps"}
+TINY_LM_OVERRIDES = {
+  key: value for key, value in harness.TINY_OVERRIDES.items() if key != "train.steps"
+}
 TINY_LM_OVERRIDES["eval.every"] = 2
 
 
@@ -61,10 +63,15 @@ def kernel_manager(tmp_path) -> KernelManager:
     pass  # No usable 'python3' kernelspec: fall through to our own.
   spec_dir = tmp_path / "kernels" / "nexus-test-python"
   spec_dir.mkdir(parents=True)
-  (spec_dir / "kernel.json").write_text(json.dumps({
-      "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-      "display_name": "nexus tests", "language": "python",
-  }))
+  (spec_dir / "kernel.json").write_text(
+    json.dumps(
+      {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "nexus tests",
+        "language": "python",
+      }
+    )
+  )
   specs = KernelSpecManager(kernel_dirs=[str(tmp_path / "kernels")])
   return KernelManager(kernel_name="nexus-test-python", kernel_spec_manager=specs)
 
@@ -72,8 +79,10 @@ def kernel_manager(tmp_path) -> KernelManager:
 def execute(notebook: nbformat.NotebookNode, tmp_path) -> nbformat.NotebookNode:
   """Runs every cell in ``tmp_path`` (relative workdirs land there); raises on the first error."""
   client = nbclient.NotebookClient(
-      notebook, km=kernel_manager(tmp_path), timeout=CELL_TIMEOUT_S,
-      resources={"metadata": {"path": str(tmp_path)}},
+    notebook,
+    km=kernel_manager(tmp_path),
+    timeout=CELL_TIMEOUT_S,
+    resources={"metadata": {"path": str(tmp_path)}},
   )
   client.execute()
   return notebook
@@ -81,22 +90,29 @@ def execute(notebook: nbformat.NotebookNode, tmp_path) -> nbformat.NotebookNode:
 
 def text_outputs(notebook: nbformat.NotebookNode) -> str:
   return "\n".join(
-      output.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
-      for output in cell.get("outputs", []) if output.get("output_type") == "stream"
+    output.get("text", "")
+    for cell in notebook.cells
+    if cell.cell_type == "code"
+    for output in cell.get("outputs", [])
+    if output.get("output_type") == "stream"
   )
 
 
 def figures(notebook: nbformat.NotebookNode) -> int:
   return sum(
-      "image/png" in output.get("data", {}) for cell in notebook.cells if cell.cell_type == "code"
-      for output in cell.get("outputs", [])
+    "image/png" in output.get("data", {})
+    for cell in notebook.cells
+    if cell.cell_type == "code"
+    for output in cell.get("outputs", [])
   )
 
 
 @pytest.fixture
 def kernel_env(monkeypatch, tmp_path):
   """The kernel finds this checkout, draws with a non-GUI backend, keeps its caches in tmp_path."""
-  monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")])))
+  monkeypatch.setenv(
+    "PYTHONPATH", os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")]))
+  )
   monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
   monkeypatch.setenv("JAX_PLATFORMS", os.environ.get("JAX_PLATFORMS", "cpu"))
   monkeypatch.setenv("NEXUS_CACHE_DIR", str(tmp_path / "cache"))
@@ -105,14 +121,20 @@ def kernel_env(monkeypatch, tmp_path):
 # What the language-model notebooks call, by module (an empty folder imports as a namespace package, so
 # the check asks for the names themselves).
 LM_STACK = {
-    "nexus.model": ("Transformer",),
-    "nexus.data": ("train_source_names", "held_out_source_names", "make_eval_batches"),
-    "nexus.train.loop": ("train",),
+  "nexus.model": ("Transformer",),
+  "nexus.data": ("train_source_names", "held_out_source_names", "make_eval_batches"),
+  "nexus.train.loop": ("train",),
 }
 ANALYZE_STACK = {
-    **LM_STACK,
-    "nexus.eval": ("load_run", "make_gradient_geometry", "make_closeness", "loss_at_steps", "matched_metric"),
-    "nexus.train.checkpoint": ("Checkpointer",),
+  **LM_STACK,
+  "nexus.eval": (
+    "load_run",
+    "make_gradient_geometry",
+    "make_closeness",
+    "loss_at_steps",
+    "matched_metric",
+  ),
+  "nexus.train.checkpoint": ("Checkpointer",),
 }
 
 
@@ -138,7 +160,9 @@ def test_notebook_is_clean_and_colab_ready(name):
   assert notebook.nbformat == 4
   for cell in notebook.cells:
     if cell.cell_type == "code":
-      assert not cell.outputs and cell.execution_count is None, "commit notebooks with outputs cleared"
+      assert not cell.outputs and cell.execution_count is None, (
+        "commit notebooks with outputs cleared"
+      )
   first_code = next(c for c in notebook.cells if c.cell_type == "code")
   assert 'IN_COLAB = "google.colab" in sys.modules' in first_code.source
   assert "if IN_COLAB:" in first_code.source and "%pip install" in first_code.source
@@ -148,8 +172,10 @@ def test_notebook_is_clean_and_colab_ready(name):
 
 def test_notebooks_match_their_generator():
   result = subprocess.run(
-      [sys.executable, os.path.join(COLABS_DIR, "build_notebooks.py"), "--check"],
-      capture_output=True, text=True, check=False,
+    [sys.executable, os.path.join(COLABS_DIR, "build_notebooks.py"), "--check"],
+    capture_output=True,
+    text=True,
+    check=False,
   )
   assert result.returncode == 0, result.stderr
 
@@ -159,7 +185,9 @@ def test_notebooks_match_their_generator():
 
 def test_quickstart_runs(kernel_env, tmp_path):
   notebook = read_notebook("quickstart")
-  set_parameters(notebook, STEPS=150, SWEEP_STARTS=[(2.0, -0.5), (-2.0, 2.5)], GAMMA_SWEEP=(0.1, 0.3))
+  set_parameters(
+    notebook, STEPS=150, SWEEP_STARTS=[(2.0, -0.5), (-2.0, 2.5)], GAMMA_SWEEP=(0.1, 0.3)
+  )
   execute(notebook, tmp_path)
   text = text_outputs(notebook)
   assert "Same summed loss along the valley" in text
@@ -182,7 +210,9 @@ def test_train_lm_runs(kernel_env, tmp_path):
 def test_analyze_runs(kernel_env, tmp_path):
   require(ANALYZE_STACK)
   notebook = read_notebook("analyze")
-  set_parameters(notebook, STEPS=4, ROOT=str(tmp_path / "runs"), OVERRIDES=TINY_LM_OVERRIDES, GRAD_BATCHES=1)
+  set_parameters(
+    notebook, STEPS=4, ROOT=str(tmp_path / "runs"), OVERRIDES=TINY_LM_OVERRIDES, GRAD_BATCHES=1
+  )
   execute(notebook, tmp_path)
   for name in ("adamw", "nexus"):
     assert os.path.exists(tmp_path / "runs" / name / "metrics.jsonl")

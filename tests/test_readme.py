@@ -18,7 +18,6 @@ def readme_example() -> str:
 
 
 class ReadmeTest(absltest.TestCase):
-
   def test_optax_example_runs_and_trains(self):
     namespace: dict = {}
     exec(compile(readme_example(), README, "exec"), namespace)  # pylint: disable=exec-used

@@ -17,26 +17,26 @@ not import the model or the optimizer.
 """
 
 from nexus.data.builtin_sources import BUILTIN_SOURCES
+from nexus.data.config import MODES
 from nexus.data.config import all_source_names
 from nexus.data.config import default_data_config
 from nexus.data.config import held_out_source_names
-from nexus.data.config import MODES
 from nexus.data.config import train_source_names
 from nexus.data.config import validate_data_config
 from nexus.data.corpus import build_corpus
 from nexus.data.corpus import format_summary
-from nexus.data.word_problems import extract_answer
-from nexus.data.word_problems import HELD_OUT_MATH_FAMILIES
-from nexus.data.word_problems import math_problems
-from nexus.data.word_problems import TRAIN_MATH_FAMILIES
 from nexus.data.streams import make_eval_batches
 from nexus.data.streams import make_train_stream
 from nexus.data.streams import prepare_data
 from nexus.data.tokenizers import BOS_ID
-from nexus.data.tokenizers import ByteTokenizer
 from nexus.data.tokenizers import EOS_ID
-from nexus.data.tokenizers import make_tokenizer
 from nexus.data.tokenizers import PAD_ID
+from nexus.data.tokenizers import ByteTokenizer
 from nexus.data.tokenizers import SentencePieceTokenizer
+from nexus.data.tokenizers import make_tokenizer
 from nexus.data.tokenizers import tokenizer_id
 from nexus.data.tokenizers import train_sentencepiece
+from nexus.data.word_problems import HELD_OUT_MATH_FAMILIES
+from nexus.data.word_problems import TRAIN_MATH_FAMILIES
+from nexus.data.word_problems import extract_answer
+from nexus.data.word_problems import math_problems

@@ -31,42 +31,53 @@ def default_corpus_dir() -> str:
 
 def default_data_config() -> ml_collections.ConfigDict:
   """The built-in corpus: four training sources, two held-out ones, source-pure uniform micro-batches."""
-  return ml_collections.ConfigDict({
+  return ml_collections.ConfigDict(
+    {
       "corpus_dir": default_corpus_dir(),
       "corpus_bytes_per_source": 2_000_000,  # both splits; the size knob of the built-in corpus
       # Built-in names or TFDS spec dicts {"name", "split", "eval_split", "feature", "data_dir", "weight", "label"}.
       "sources": builtin_sources.TRAIN_SOURCE_NAMES,
       "held_out": builtin_sources.HELD_OUT_SOURCE_NAMES,
       "mode": "pure_uniform",  # pure_uniform | pure_weighted | round_robin | mixture
-      "weights": ml_collections.config_dict.placeholder(tuple),  # one per source (weighted modes), or per spec
+      "weights": ml_collections.config_dict.placeholder(
+        tuple
+      ),  # one per source (weighted modes), or per spec
       "tokenizer": tokenizers.BYTE_TOKENIZER,  # 'byte' or a SentencePiece .model path
       "seed": 0,  # seed of the generated corpus sources (the stream's shuffling uses the run seed)
       "prefetch": "none",  # none | thread | process (one background worker process)
       "prefetch_buffer_size": 2,
-  })
+    }
+  )
 
 
 def corpus_data_dir(data_cfg) -> str:
-  return corpus.corpus_path(data_cfg.corpus_dir, bytes_per_source=data_cfg.corpus_bytes_per_source,
-                            seed=data_cfg.seed)
+  return corpus.corpus_path(
+    data_cfg.corpus_dir, bytes_per_source=data_cfg.corpus_bytes_per_source, seed=data_cfg.seed
+  )
 
 
 def _as_list(value, field: str) -> list:
   if isinstance(value, str) or not isinstance(value, (list, tuple)):
-    raise ValueError(f"config.data.{field}={value!r} must be a list or tuple of source names or TFDS spec dicts.")
+    raise ValueError(
+      f"config.data.{field}={value!r} must be a list or tuple of source names or TFDS spec dicts."
+    )
   return list(value)
 
 
 def train_specs(data_cfg) -> list[sources_lib.SourceSpec]:
   data_dir = corpus_data_dir(data_cfg)
-  return [sources_lib.resolve_source(e, corpus_data_dir=data_dir, field="sources")
-          for e in _as_list(data_cfg.sources, "sources")]
+  return [
+    sources_lib.resolve_source(e, corpus_data_dir=data_dir, field="sources")
+    for e in _as_list(data_cfg.sources, "sources")
+  ]
 
 
 def held_out_specs(data_cfg) -> list[sources_lib.SourceSpec]:
   data_dir = corpus_data_dir(data_cfg)
-  return [sources_lib.resolve_source(e, corpus_data_dir=data_dir, field="held_out")
-          for e in _as_list(data_cfg.held_out, "held_out")]
+  return [
+    sources_lib.resolve_source(e, corpus_data_dir=data_dir, field="held_out")
+    for e in _as_list(data_cfg.held_out, "held_out")
+  ]
 
 
 def train_source_names(data_cfg) -> list[str]:
@@ -104,27 +115,47 @@ def _check_weights(data_cfg, specs: list[sources_lib.SourceSpec]) -> None:
   explicit = data_cfg.weights is not None or any(spec.weight is not None for spec in specs)
   if data_cfg.mode not in WEIGHTED_MODES:
     if explicit:
-      raise ValueError(f"source weights are set but config.data.mode={data_cfg.mode!r} ignores them; "
-                       f"use one of {WEIGHTED_MODES} or remove the weights.")
+      raise ValueError(
+        f"source weights are set but config.data.mode={data_cfg.mode!r} ignores them; "
+        f"use one of {WEIGHTED_MODES} or remove the weights."
+      )
     return
   if data_cfg.weights is not None:
     if any(spec.weight is not None for spec in specs):
-      raise ValueError("weights are given both in config.data.weights and in TFDS specs; keep only one of them.")
+      raise ValueError(
+        "weights are given both in config.data.weights and in TFDS specs; keep only one of them."
+      )
     if len(data_cfg.weights) != len(specs):
-      raise ValueError(f"config.data.weights has {len(data_cfg.weights)} entries for {len(specs)} sources; "
-                       "give one weight per source.")
+      raise ValueError(
+        f"config.data.weights has {len(data_cfg.weights)} entries for {len(specs)} sources; "
+        "give one weight per source."
+      )
     weights = list(data_cfg.weights)
   else:
     weights = [1.0 if spec.weight is None else spec.weight for spec in specs]
   for weight in weights:
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
-      raise ValueError(f"source weight {weight!r} is not a finite non-negative number; fix config.data.weights.")
+    if (
+      isinstance(weight, bool)
+      or not isinstance(weight, (int, float))
+      or not math.isfinite(weight)
+      or weight < 0
+    ):
+      raise ValueError(
+        f"source weight {weight!r} is not a finite non-negative number; fix config.data.weights."
+      )
   if sum(weights) <= 0:
     raise ValueError("source weights sum to zero; give at least one source a positive weight.")
 
 
-def validate_data_config(data_cfg, *, num_inner_steps: int, global_batch_size: int, seq_len: int,
-                         max_seq_len: int | None, process_count: int) -> None:
+def validate_data_config(
+  data_cfg,
+  *,
+  num_inner_steps: int,
+  global_batch_size: int,
+  seq_len: int,
+  max_seq_len: int | None,
+  process_count: int,
+) -> None:
   """Checks ``data_cfg`` against the run's shapes; raises a one-line ValueError naming the fix.
 
   Args:
@@ -140,11 +171,15 @@ def validate_data_config(data_cfg, *, num_inner_steps: int, global_batch_size: i
   _check_positive_int(seq_len, "seq_len")
   _check_positive_int(process_count, "process_count")
   if global_batch_size % process_count:
-    raise ValueError(f"global_batch_size={global_batch_size} does not divide across {process_count} processes; "
-                     f"use a multiple of {process_count}.")
+    raise ValueError(
+      f"global_batch_size={global_batch_size} does not divide across {process_count} processes; "
+      f"use a multiple of {process_count}."
+    )
   if max_seq_len is not None and seq_len > max_seq_len:
-    raise ValueError(f"seq_len={seq_len} is larger than the model supports (max_seq_len={max_seq_len}); "
-                     "shorten seq_len or enlarge the model's max_seq_len.")
+    raise ValueError(
+      f"seq_len={seq_len} is larger than the model supports (max_seq_len={max_seq_len}); "
+      "shorten seq_len or enlarge the model's max_seq_len."
+    )
   if data_cfg.mode not in MODES:
     raise ValueError(f"config.data.mode={data_cfg.mode!r} is not one of {MODES}.")
   if data_cfg.prefetch not in PREFETCH_MODES:
@@ -152,10 +187,14 @@ def validate_data_config(data_cfg, *, num_inner_steps: int, global_batch_size: i
   _check_positive_int(data_cfg.prefetch_buffer_size, "config.data.prefetch_buffer_size")
   if not isinstance(data_cfg.seed, int) or data_cfg.seed < 0:
     raise ValueError(f"config.data.seed={data_cfg.seed!r} must be a non-negative integer.")
-  if (not isinstance(data_cfg.corpus_bytes_per_source, int)
-      or data_cfg.corpus_bytes_per_source < builtin_sources.MIN_BYTES_PER_SOURCE):
-    raise ValueError(f"config.data.corpus_bytes_per_source={data_cfg.corpus_bytes_per_source!r} must be an integer "
-                     f">= {builtin_sources.MIN_BYTES_PER_SOURCE}.")
+  if (
+    not isinstance(data_cfg.corpus_bytes_per_source, int)
+    or data_cfg.corpus_bytes_per_source < builtin_sources.MIN_BYTES_PER_SOURCE
+  ):
+    raise ValueError(
+      f"config.data.corpus_bytes_per_source={data_cfg.corpus_bytes_per_source!r} must be an integer "
+      f">= {builtin_sources.MIN_BYTES_PER_SOURCE}."
+    )
   tokenizers.check_tokenizer_spec(data_cfg.tokenizer)
   train, held_out = train_specs(data_cfg), held_out_specs(data_cfg)
   if not train:
@@ -163,8 +202,10 @@ def validate_data_config(data_cfg, *, num_inner_steps: int, global_batch_size: i
   labels = [spec.label for spec in train + held_out]
   duplicates = sorted({label for label in labels if labels.count(label) > 1})
   if duplicates:
-    raise ValueError(f"source labels {duplicates} appear more than once in config.data.sources/held_out; "
-                     "remove the duplicate or give TFDS specs distinct 'label's.")
+    raise ValueError(
+      f"source labels {duplicates} appear more than once in config.data.sources/held_out; "
+      "remove the duplicate or give TFDS specs distinct 'label's."
+    )
   _check_weights(data_cfg, train)
   for spec in train + held_out:
     if not spec.builtin:

@@ -18,16 +18,51 @@ sides: ...``), so a held-out solution is a concatenation of steps seen in traini
 integers. Generation uses ``random.Random``, whose integer draws are stable across Python versions.
 """
 
+from collections.abc import Callable
 import random
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 NAMES = (
-    "Ava", "Ben", "Chloe", "Diego", "Emma", "Farah", "Hugo", "Iris", "Jonas", "Kira",
-    "Liam", "Maya", "Noah", "Omar", "Priya", "Sofia", "Tariq", "Yuki", "Zoe", "Mateo",
+  "Ava",
+  "Ben",
+  "Chloe",
+  "Diego",
+  "Emma",
+  "Farah",
+  "Hugo",
+  "Iris",
+  "Jonas",
+  "Kira",
+  "Liam",
+  "Maya",
+  "Noah",
+  "Omar",
+  "Priya",
+  "Sofia",
+  "Tariq",
+  "Yuki",
+  "Zoe",
+  "Mateo",
 )
-ITEMS = ("apples", "marbles", "stickers", "books", "pencils", "cookies", "stamps", "shells", "cards", "buttons")
+ITEMS = (
+  "apples",
+  "marbles",
+  "stickers",
+  "books",
+  "pencils",
+  "cookies",
+  "stamps",
+  "shells",
+  "cards",
+  "buttons",
+)
 CONTAINERS = ("boxes", "bags", "jars", "baskets", "crates")
-PRICED_ITEMS = (("notebook", "notebooks"), ("ticket", "tickets"), ("sandwich", "sandwiches"), ("pen", "pens"))
+PRICED_ITEMS = (
+  ("notebook", "notebooks"),
+  ("ticket", "tickets"),
+  ("sandwich", "sandwiches"),
+  ("pen", "pens"),
+)
 EXTRAS = ("a bag", "a map", "a bottle of water", "a poster")
 
 
@@ -78,15 +113,19 @@ def add_sub(rng: random.Random) -> Problem:
   a, b = rng.randint(5, 90), rng.randint(2, 60)
   if rng.random() < 0.5:
     c = rng.randint(1, a + b)
-    question = (f"{name} has {a} {item}. {name} finds {b} more {item} and then gives {c} {item} to a friend. "
-                f"How many {item} does {name} have now?")
+    question = (
+      f"{name} has {a} {item}. {name} finds {b} more {item} and then gives {c} {item} to a friend. "
+      f"How many {item} does {name} have now?"
+    )
     first, total = _add_step(a, b)
     second, answer = _sub_step(total, c)
   else:
     b = rng.randint(1, a)
     c = rng.randint(2, 60)
-    question = (f"{name} has {a} {item}. {name} loses {b} {item} and then buys {c} more. "
-                f"How many {item} does {name} have now?")
+    question = (
+      f"{name} has {a} {item}. {name} loses {b} {item} and then buys {c} more. "
+      f"How many {item} does {name} have now?"
+    )
     first, rest = _sub_step(a, b)
     second, answer = _add_step(rest, c)
   return Problem(question, f"{first} {second}", answer)
@@ -96,7 +135,9 @@ def mul_div(rng: random.Random) -> Problem:
   name, item, container = rng.choice(NAMES), rng.choice(ITEMS), rng.choice(CONTAINERS)
   n, m = rng.randint(2, 12), rng.randint(2, 25)
   if rng.random() < 0.5:
-    question = f"There are {n} {container} with {m} {item} in each. How many {item} are there in total?"
+    question = (
+      f"There are {n} {container} with {m} {item} in each. How many {item} are there in total?"
+    )
     step, answer = _mul_step(n, m)
   else:
     question = f"{name} shares {n * m} {item} equally among {n} friends. How many {item} does each friend get?"
@@ -123,13 +164,17 @@ def groups_then_change(rng: random.Random) -> Problem:
   first, total = _mul_step(n, m)
   if rng.random() < 0.5:
     c = rng.randint(1, total)
-    question = (f"{name} has {n} {container} with {m} {item} in each. {name} gives {c} {item} to a friend. "
-                f"How many {item} does {name} have now?")
+    question = (
+      f"{name} has {n} {container} with {m} {item} in each. {name} gives {c} {item} to a friend. "
+      f"How many {item} does {name} have now?"
+    )
     second, answer = _sub_step(total, c)
   else:
     c = rng.randint(2, 60)
-    question = (f"{name} has {n} {container} with {m} {item} in each. {name} finds {c} more {item}. "
-                f"How many {item} does {name} have now?")
+    question = (
+      f"{name} has {n} {container} with {m} {item} in each. {name} finds {c} more {item}. "
+      f"How many {item} does {name} have now?"
+    )
     second, answer = _add_step(total, c)
   return Problem(question, f"{first} {second}", answer)
 
@@ -138,8 +183,10 @@ def cost_equation(rng: random.Random) -> Problem:
   name, (single, plural), extra = rng.choice(NAMES), rng.choice(PRICED_ITEMS), rng.choice(EXTRAS)
   a, x, b = rng.randint(2, 12), rng.randint(1, 20), rng.randint(1, 30)
   c = a * x + b
-  question = (f"{name} buys {a} {plural} and {extra} that costs {b} dollars. {name} pays {c} dollars in total. "
-              f"How many dollars does one {single} cost?")
+  question = (
+    f"{name} buys {a} {plural} and {extra} that costs {b} dollars. {name} pays {c} dollars in total. "
+    f"How many dollars does one {single} cost?"
+  )
   steps, answer = _solve_linear(a, b, c)
   return Problem(question, f"Let x be the cost of one {single}. {a}x + {b} = {c}. {steps}", answer)
 
@@ -150,15 +197,17 @@ def solve_then_evaluate(rng: random.Random) -> Problem:
   c = a * x + b
   solve, _ = _solve_linear(a, b, c)
   evaluate, answer = _evaluate_steps(d, e, x)
-  return Problem(f"If {_signed(a, 'x', b)} = {c}, what is {_signed(d, 'x', e)}?", f"{solve} {evaluate}", answer)
+  return Problem(
+    f"If {_signed(a, 'x', b)} = {c}, what is {_signed(d, 'x', e)}?", f"{solve} {evaluate}", answer
+  )
 
 
 FAMILIES: dict[str, Callable[[random.Random], Problem]] = {
-    "add_sub": add_sub,
-    "mul_div": mul_div,
-    "linear_equation": linear_equation,
-    "evaluate_expression": evaluate_expression,
-    "groups_then_change": groups_then_change,
-    "cost_equation": cost_equation,
-    "solve_then_evaluate": solve_then_evaluate,
+  "add_sub": add_sub,
+  "mul_div": mul_div,
+  "linear_equation": linear_equation,
+  "evaluate_expression": evaluate_expression,
+  "groups_then_change": groups_then_change,
+  "cost_equation": cost_equation,
+  "solve_then_evaluate": solve_then_evaluate,
 }

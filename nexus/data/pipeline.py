@@ -16,7 +16,8 @@ B equal the single-process batch. A batch is assembled with one vectorized read 
 per-row Python loop). The iterator state is JSON: the step and the number of rows each lane has read.
 """
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import grain
 import numpy as np
@@ -31,17 +32,32 @@ def num_windows(store: token_store.TokenStore, length: int, label: str) -> int:
   """Windows of ``length`` tokens in ``store``; a one-line ValueError naming the fix if there are none."""
   windows = store.num_tokens // length
   if windows == 0:
-    raise ValueError(f"source {label!r} has {store.num_tokens} tokens in {store.path}, fewer than one row of "
-                     f"seq_len+1={length}; shorten seq_len or use a larger source.")
+    raise ValueError(
+      f"source {label!r} has {store.num_tokens} tokens in {store.path}, fewer than one row of "
+      f"seq_len+1={length}; shorten seq_len or use a larger source."
+    )
   return windows
 
 
 class MultiSourceBatches(grain.IterDataset):
   """Outer-step batches ``{"tokens": int32[K, B_local, L+1], "source_ids": int32[K, B_local]}``."""
 
-  def __init__(self, stores: Sequence[token_store.TokenStore], *, source_names: Sequence[str], tokenizer: str,
-               shuffle_seeds: Sequence[int], mode: str, probabilities: np.ndarray, num_inner_steps: int,
-               global_batch_size: int, seq_len: int, seed: int, process_index: int, process_count: int):
+  def __init__(
+    self,
+    stores: Sequence[token_store.TokenStore],
+    *,
+    source_names: Sequence[str],
+    tokenizer: str,
+    shuffle_seeds: Sequence[int],
+    mode: str,
+    probabilities: np.ndarray,
+    num_inner_steps: int,
+    global_batch_size: int,
+    seq_len: int,
+    seed: int,
+    process_index: int,
+    process_count: int,
+  ):
     super().__init__()
     self.stores = list(stores)
     self.shuffle_seeds = list(shuffle_seeds)
@@ -51,15 +67,25 @@ class MultiSourceBatches(grain.IterDataset):
     self.global_batch_size = global_batch_size
     self.seq_len = seq_len
     self.seed = seed
-    self.windows = [num_windows(store, seq_len + 1, name) for store, name in zip(self.stores, source_names)]
+    self.windows = [
+      num_windows(store, seq_len + 1, name) for store, name in zip(self.stores, source_names)
+    ]
     local = global_batch_size // process_count
     self.rows = np.arange(process_index * local, (process_index + 1) * local)
     # Restoring a state into a differently configured stream (or another corpus) would silently change the data.
     self.signature = {
-        "format": STATE_FORMAT, "sources": list(source_names), "tokenizer": tokenizer, "windows": self.windows,
-        "mode": mode, "probabilities": [float(p) for p in self.probabilities], "num_inner_steps": num_inner_steps,
-        "global_batch_size": global_batch_size, "seq_len": seq_len, "seed": seed, "process_index": process_index,
-        "process_count": process_count,
+      "format": STATE_FORMAT,
+      "sources": list(source_names),
+      "tokenizer": tokenizer,
+      "windows": self.windows,
+      "mode": mode,
+      "probabilities": [float(p) for p in self.probabilities],
+      "num_inner_steps": num_inner_steps,
+      "global_batch_size": global_batch_size,
+      "seq_len": seq_len,
+      "seed": seed,
+      "process_index": process_index,
+      "process_count": process_count,
     }
 
   def __iter__(self) -> grain.DatasetIterator:
@@ -82,12 +108,18 @@ class _MultiSourceBatchIterator(grain.DatasetIterator):
     epochs, within = np.divmod(positions, num)
     cache = self._permutations[source]
     for epoch in set(cache) - set(np.unique(epochs).tolist()):
-      del cache[epoch]  # only the epochs of the current batch are kept (a permutation is recomputed if needed)
+      del cache[
+        epoch
+      ]  # only the epochs of the current batch are kept (a permutation is recomputed if needed)
     windows = np.empty_like(positions)
     for epoch in np.unique(epochs).tolist():
       if epoch not in cache:
-        permutation = np.random.default_rng([self._dataset.shuffle_seeds[source], epoch]).permutation(num)
-        cache[epoch] = permutation.astype(np.int32) if num < 2**31 else permutation  # half the memory
+        permutation = np.random.default_rng(
+          [self._dataset.shuffle_seeds[source], epoch]
+        ).permutation(num)
+        cache[epoch] = (
+          permutation.astype(np.int32) if num < 2**31 else permutation
+        )  # half the memory
       in_epoch = epochs == epoch
       windows[in_epoch] = cache[epoch][within[in_epoch]]
     return windows
@@ -95,14 +127,20 @@ class _MultiSourceBatchIterator(grain.DatasetIterator):
   def __next__(self) -> dict[str, np.ndarray]:
     ds = self._dataset
     source_ids = schedule.micro_batch_sources(
-        ds.mode, seed=ds.seed, step=self._step, num_inner_steps=ds.num_inner_steps,
-        global_batch_size=ds.global_batch_size, probabilities=ds.probabilities,
+      ds.mode,
+      seed=ds.seed,
+      step=self._step,
+      num_inner_steps=ds.num_inner_steps,
+      global_batch_size=ds.global_batch_size,
+      probabilities=ds.probabilities,
     )[:, ds.rows]
     length = ds.seq_len + 1
     tokens = np.empty((ds.num_inner_steps, len(ds.rows), length), dtype=np.int32)
     for source in np.unique(source_ids).tolist():
       chosen = source_ids == source  # [K, B_local]
-      lane_rows = self._rows_read[source, ds.rows] + np.cumsum(chosen, axis=0) - 1  # the lane's row number
+      lane_rows = (
+        self._rows_read[source, ds.rows] + np.cumsum(chosen, axis=0) - 1
+      )  # the lane's row number
       positions = ds.rows + lane_rows * ds.global_batch_size
       windows = self._windows(source, positions[chosen])
       tokens[chosen] = ds.stores[source].read(windows * length, length)
@@ -111,14 +149,20 @@ class _MultiSourceBatchIterator(grain.DatasetIterator):
     return {"tokens": tokens, "source_ids": source_ids}
 
   def get_state(self) -> dict[str, Any]:
-    return {"step": self._step, "signature": self._dataset.signature, "rows_read": self._rows_read.tolist()}
+    return {
+      "step": self._step,
+      "signature": self._dataset.signature,
+      "rows_read": self._rows_read.tolist(),
+    }
 
   def set_state(self, state: dict[str, Any]) -> None:
     expected = self._dataset.signature
     changed = sorted(k for k in expected if state.get("signature", {}).get(k) != expected[k])
     if changed:
-      raise ValueError(f"the data-stream state was saved with different {changed}; resume with the same data "
-                       "config, corpus, tokenizer, shapes, seed and process layout.")
+      raise ValueError(
+        f"the data-stream state was saved with different {changed}; resume with the same data "
+        "config, corpus, tokenizer, shapes, seed and process layout."
+      )
     self._step = int(state["step"])
     self._rows_read = np.asarray(state["rows_read"], dtype=np.int64).reshape(self._rows_read.shape)
     self._permutations = [{} for _ in self._dataset.stores]

@@ -11,8 +11,15 @@ _CYCLE_STREAM = 0x5252
 _MIXTURE_STREAM = 0x4D58
 
 
-def micro_batch_sources(mode: str, *, seed: int, step: int, num_inner_steps: int, global_batch_size: int,
-                        probabilities: np.ndarray) -> np.ndarray:
+def micro_batch_sources(
+  mode: str,
+  *,
+  seed: int,
+  step: int,
+  num_inner_steps: int,
+  global_batch_size: int,
+  probabilities: np.ndarray,
+) -> np.ndarray:
   """The int32 ``[K, B]`` source index of every row of outer step ``step`` (0-based).
 
   Args:
@@ -31,16 +38,22 @@ def micro_batch_sources(mode: str, *, seed: int, step: int, num_inner_steps: int
     rng = np.random.default_rng([seed, _MIXTURE_STREAM, step])
     return rng.choice(num_sources, size=(k, b), p=probabilities).astype(np.int32)
   if mode == "pure_uniform":
-    per_micro_batch = np.random.default_rng([seed, _PURE_STREAM, step]).integers(num_sources, size=k)
+    per_micro_batch = np.random.default_rng([seed, _PURE_STREAM, step]).integers(
+      num_sources, size=k
+    )
   elif mode == "pure_weighted":
-    per_micro_batch = np.random.default_rng([seed, _PURE_STREAM, step]).choice(num_sources, size=k, p=probabilities)
+    per_micro_batch = np.random.default_rng([seed, _PURE_STREAM, step]).choice(
+      num_sources, size=k, p=probabilities
+    )
   elif mode == "round_robin":
     micro_batches = step * k + np.arange(k)
     cycles, positions = np.divmod(micro_batches, num_sources)
-    per_micro_batch = np.asarray([
+    per_micro_batch = np.asarray(
+      [
         np.random.default_rng([seed, _CYCLE_STREAM, cycle]).permutation(num_sources)[position]
         for cycle, position in zip(cycles, positions)
-    ])
+      ]
+    )
   else:
     raise ValueError(f"unknown mode {mode!r}.")
   return np.repeat(per_micro_batch.astype(np.int32)[:, None], b, axis=1)

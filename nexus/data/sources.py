@@ -20,8 +20,15 @@ from nexus.data import builtin_sources
 from nexus.data import splits
 from nexus.data import tfds_corpus
 
-TFDS_SPEC_DEFAULTS = {"split": splits.TRAIN, "eval_split": splits.VALIDATION, "test_split": None,
-                      "feature": "text", "data_dir": None, "weight": None, "label": None}
+TFDS_SPEC_DEFAULTS = {
+  "split": splits.TRAIN,
+  "eval_split": splits.VALIDATION,
+  "test_split": None,
+  "feature": "text",
+  "data_dir": None,
+  "weight": None,
+  "label": None,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,27 +58,51 @@ def resolve_source(entry: Any, *, corpus_data_dir: str, field: str) -> SourceSpe
   if isinstance(entry, str):
     if entry not in builtin_sources.BUILTIN_SOURCES:
       raise ValueError(
-          f"unknown source {entry!r} in config.data.{field}; built-in sources are "
-          f"{sorted(builtin_sources.BUILTIN_SOURCES)}, or give a TFDS spec dict like {{'name': 'c4/en:3.1.0'}}."
+        f"unknown source {entry!r} in config.data.{field}; built-in sources are "
+        f"{sorted(builtin_sources.BUILTIN_SOURCES)}, or give a TFDS spec dict like {{'name': 'c4/en:3.1.0'}}."
       )
-    return SourceSpec(label=entry, tfds_name=f"{tfds_corpus.BUILDER_NAME}/{entry}", data_dir=corpus_data_dir,
-                      train_split=splits.TRAIN, eval_split=splits.VALIDATION, test_split=splits.TEST,
-                      feature=tfds_corpus.TEXT_FEATURE, weight=None, builtin=True)
+    return SourceSpec(
+      label=entry,
+      tfds_name=f"{tfds_corpus.BUILDER_NAME}/{entry}",
+      data_dir=corpus_data_dir,
+      train_split=splits.TRAIN,
+      eval_split=splits.VALIDATION,
+      test_split=splits.TEST,
+      feature=tfds_corpus.TEXT_FEATURE,
+      weight=None,
+      builtin=True,
+    )
   if not isinstance(entry, dict):
-    raise ValueError(f"config.data.{field} entry {entry!r} is neither a built-in source name nor a TFDS spec dict.")
+    raise ValueError(
+      f"config.data.{field} entry {entry!r} is neither a built-in source name nor a TFDS spec dict."
+    )
   unknown = sorted(set(entry) - set(TFDS_SPEC_DEFAULTS) - {"name"})
   if unknown:
-    raise ValueError(f"TFDS spec {entry!r} in config.data.{field} has unknown keys {unknown}; "
-                     f"allowed: {['name', *TFDS_SPEC_DEFAULTS]}.")
+    raise ValueError(
+      f"TFDS spec {entry!r} in config.data.{field} has unknown keys {unknown}; "
+      f"allowed: {['name', *TFDS_SPEC_DEFAULTS]}."
+    )
   if not isinstance(entry.get("name"), str) or not entry["name"]:
-    raise ValueError(f"TFDS spec {entry!r} in config.data.{field} needs a 'name', e.g. 'c4/en:3.1.0'.")
+    raise ValueError(
+      f"TFDS spec {entry!r} in config.data.{field} needs a 'name', e.g. 'c4/en:3.1.0'."
+    )
   spec = {**TFDS_SPEC_DEFAULTS, **entry}
   weight = spec["weight"]
   if weight is not None and (isinstance(weight, bool) or not isinstance(weight, (int, float))):
-    raise ValueError(f"TFDS spec {entry!r} in config.data.{field} has a non-numeric weight {weight!r}.")
-  return SourceSpec(label=spec["label"] or _default_label(spec["name"]), tfds_name=spec["name"],
-                    data_dir=spec["data_dir"], train_split=spec["split"], eval_split=spec["eval_split"],
-                    test_split=spec["test_split"], feature=spec["feature"], weight=None if weight is None else float(weight), builtin=False)
+    raise ValueError(
+      f"TFDS spec {entry!r} in config.data.{field} has a non-numeric weight {weight!r}."
+    )
+  return SourceSpec(
+    label=spec["label"] or _default_label(spec["name"]),
+    tfds_name=spec["name"],
+    data_dir=spec["data_dir"],
+    train_split=spec["split"],
+    eval_split=spec["eval_split"],
+    test_split=spec["test_split"],
+    feature=spec["feature"],
+    weight=None if weight is None else float(weight),
+    builtin=False,
+  )
 
 
 def _one_line(error: Exception) -> str:
@@ -85,45 +116,67 @@ def check_tfds_source(spec: SourceSpec) -> None:
     builder = tfds.builder(spec.tfds_name, data_dir=spec.data_dir)
   except (tfds.core.registered.DatasetNotFoundError, ValueError, FileNotFoundError) as error:
     raise ValueError(
-        f"TFDS dataset {spec.tfds_name!r} (source {spec.label!r}) is not found in {where} ({_one_line(error)}); "
-        "fix the name or data_dir, or prepare it with `tfds build --file_format=array_record`."
+      f"TFDS dataset {spec.tfds_name!r} (source {spec.label!r}) is not found in {where} ({_one_line(error)}); "
+      "fix the name or data_dir, or prepare it with `tfds build --file_format=array_record`."
     ) from None
   if not builder.is_prepared():
-    raise ValueError(f"TFDS dataset {spec.tfds_name!r} (source {spec.label!r}) is not prepared in {where}; "
-                     "prepare it with `tfds build --file_format=array_record` (nothing is downloaded at run time).")
+    raise ValueError(
+      f"TFDS dataset {spec.tfds_name!r} (source {spec.label!r}) is not prepared in {where}; "
+      "prepare it with `tfds build --file_format=array_record` (nothing is downloaded at run time)."
+    )
   info = builder.info
   if info.file_format != tfds.core.FileFormat.ARRAY_RECORD:
-    raise ValueError(f"TFDS dataset {spec.tfds_name!r} (source {spec.label!r}) is stored as {info.file_format.value}, "
-                     "not array_record; re-prepare it with `tfds build --file_format=array_record`.")
-  for role, split in (("split", spec.train_split), ("eval_split", spec.eval_split), ("test_split", spec.test_split)):
+    raise ValueError(
+      f"TFDS dataset {spec.tfds_name!r} (source {spec.label!r}) is stored as {info.file_format.value}, "
+      "not array_record; re-prepare it with `tfds build --file_format=array_record`."
+    )
+  for role, split in (
+    ("split", spec.train_split),
+    ("eval_split", spec.eval_split),
+    ("test_split", spec.test_split),
+  ):
     if split is None:
       continue
     try:
       num_examples = info.splits[split].num_examples
     except (KeyError, ValueError):
-      raise ValueError(f"TFDS dataset {spec.tfds_name!r} (source {spec.label!r}) has no split {split!r} "
-                       f"(its {role}); available splits: {sorted(info.splits)}.") from None
+      raise ValueError(
+        f"TFDS dataset {spec.tfds_name!r} (source {spec.label!r}) has no split {split!r} "
+        f"(its {role}); available splits: {sorted(info.splits)}."
+      ) from None
     if num_examples == 0:
-      raise ValueError(f"source {spec.label!r}: split {split!r} of TFDS dataset {spec.tfds_name!r} is empty.")
+      raise ValueError(
+        f"source {spec.label!r}: split {split!r} of TFDS dataset {spec.tfds_name!r} is empty."
+      )
   if spec.feature not in info.features:
-    raise ValueError(f"TFDS dataset {spec.tfds_name!r} (source {spec.label!r}) has no feature {spec.feature!r}; "
-                     f"available features: {sorted(info.features)}.")
+    raise ValueError(
+      f"TFDS dataset {spec.tfds_name!r} (source {spec.label!r}) has no feature {spec.feature!r}; "
+      f"available features: {sorted(info.features)}."
+    )
 
 
 def split_name(spec: SourceSpec, split: str) -> str:
   """The split of ``spec`` that plays the role ``split`` ('train', 'validation' or 'test')."""
   if split not in splits.SPLITS:
     raise ValueError(f"split={split!r} is not one of {splits.SPLITS}.")
-  name = {splits.TRAIN: spec.train_split, splits.VALIDATION: spec.eval_split, splits.TEST: spec.test_split}[split]
+  name = {
+    splits.TRAIN: spec.train_split,
+    splits.VALIDATION: spec.eval_split,
+    splits.TEST: spec.test_split,
+  }[split]
   if name is None:
-    raise ValueError(f"source {spec.label!r} has no test split; give its TFDS spec a 'test_split' "
-                     "(e.g. 'validation[50%:]' with 'eval_split': 'validation[:50%]').")
+    raise ValueError(
+      f"source {spec.label!r} has no test split; give its TFDS spec a 'test_split' "
+      "(e.g. 'validation[50%:]' with 'eval_split': 'validation[:50%]')."
+    )
   return name
 
 
 def open_split(spec: SourceSpec, split: str):
   """A random-access data source (``len`` and ``[i]`` -> example dict) of one split of ``spec``."""
-  data_source = tfds.data_source(spec.tfds_name, split=split, data_dir=spec.data_dir, download=False)
+  data_source = tfds.data_source(
+    spec.tfds_name, split=split, data_dir=spec.data_dir, download=False
+  )
   if len(data_source) == 0:
     raise ValueError(f"source {spec.label!r}: split {split!r} of {spec.tfds_name!r} is empty.")
   return data_source

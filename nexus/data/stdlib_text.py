@@ -13,10 +13,10 @@ on the Python version (its standard library), which is why the corpus cache is k
 """
 
 import ast
+from collections.abc import Iterator
 import hashlib
 import os
 import sysconfig
-from typing import Iterator
 import warnings
 
 from nexus.data import splits
@@ -24,7 +24,9 @@ from nexus.data import splits
 MAX_DOCUMENT_CHARS = 4000
 DOCSTRING_MODULE_PERCENT = 20
 MIN_DOCSTRING_CHARS = 40
-_SKIPPED_DIRS = frozenset({"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__"})
+_SKIPPED_DIRS = frozenset(
+  {"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__"}
+)
 
 
 def stdlib_dir() -> str:
@@ -41,7 +43,9 @@ def stdlib_modules(*, docstring_modules: bool) -> list[str]:
   root = stdlib_dir()
   found = []
   for directory, subdirs, files in os.walk(root):
-    subdirs[:] = sorted(d for d in subdirs if d not in _SKIPPED_DIRS and not d.startswith("config-"))
+    subdirs[:] = sorted(
+      d for d in subdirs if d not in _SKIPPED_DIRS and not d.startswith("config-")
+    )
     for name in files:
       if name.endswith(".py") and not name.startswith("_sysconfigdata"):
         relpath = os.path.relpath(os.path.join(directory, name), root).replace(os.sep, "/")
@@ -78,7 +82,7 @@ def chunk_text(text: str, max_chars: int = MAX_DOCUMENT_CHARS) -> list[str]:
       pieces.append(block)
       continue
     for line in block.splitlines(keepends=True):
-      pieces.extend(line[i:i + max_chars] for i in range(0, len(line), max_chars))
+      pieces.extend(line[i : i + max_chars] for i in range(0, len(line), max_chars))
   chunks: list[str] = []
   for piece in pieces:
     if chunks and len(chunks[-1]) + len(piece) <= max_chars:
@@ -105,8 +109,11 @@ def _docstrings(tree: ast.Module, module: str) -> Iterator[tuple[str, str]]:
     doc = ast.get_docstring(node, clean=True)
     if doc and len(doc) >= MIN_DOCSTRING_CHARS:
       yield name, doc
-    children = [c for c in ast.iter_child_nodes(node)
-                if isinstance(c, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))]
+    children = [
+      c
+      for c in ast.iter_child_nodes(node)
+      if isinstance(c, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+    ]
     stack.extend((child, f"{name}.{child.name}") for child in reversed(children))
 
 
@@ -116,7 +123,7 @@ def docstring_documents() -> Iterator[tuple[str, str]]:
     source = _read(relpath)
     if not source:
       continue
-    module = relpath[:-len(".py")].replace("/", ".").removesuffix(".__init__")
+    module = relpath[: -len(".py")].replace("/", ".").removesuffix(".__init__")
     try:
       with warnings.catch_warnings():
         warnings.simplefilter("ignore")

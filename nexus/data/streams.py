@@ -21,7 +21,9 @@ def _process_layout(process_index: int | None, process_count: int | None) -> tup
     process_index = jax.process_index() if process_index is None else process_index
     process_count = jax.process_count() if process_count is None else process_count
   if not 0 <= process_index < process_count:
-    raise ValueError(f"process_index={process_index} is outside [0, process_count={process_count}).")
+    raise ValueError(
+      f"process_index={process_index} is outside [0, process_count={process_count})."
+    )
   return process_index, process_count
 
 
@@ -30,12 +32,21 @@ def prepare_data(data_cfg) -> None:
 
   Optional: the stream and the evaluation batches build what they need on first use. A no-op when cached.
   """
-  pretokenize.token_stores(data_cfg, config_lib.train_specs(data_cfg) + config_lib.held_out_specs(data_cfg),
-                           splits.TRAIN)
+  pretokenize.token_stores(
+    data_cfg, config_lib.train_specs(data_cfg) + config_lib.held_out_specs(data_cfg), splits.TRAIN
+  )
 
 
-def make_train_stream(data_cfg, *, num_inner_steps: int, global_batch_size: int, seq_len: int, seed: int,
-                      process_index: int | None = None, process_count: int | None = None) -> grain.DatasetIterator:
+def make_train_stream(
+  data_cfg,
+  *,
+  num_inner_steps: int,
+  global_batch_size: int,
+  seq_len: int,
+  seed: int,
+  process_index: int | None = None,
+  process_count: int | None = None,
+) -> grain.DatasetIterator:
   """The endless stream of outer-step batches of this process.
 
   Each ``next`` gives ``{"tokens": int32[K, B_local, L+1], "source_ids": int32[K, B_local]}`` with
@@ -54,36 +65,55 @@ def make_train_stream(data_cfg, *, num_inner_steps: int, global_batch_size: int,
     process_count: all processes (default ``jax.process_count()``).
   """
   process_index, process_count = _process_layout(process_index, process_count)
-  config_lib.validate_data_config(data_cfg, num_inner_steps=num_inner_steps, global_batch_size=global_batch_size,
-                                  seq_len=seq_len, max_seq_len=None, process_count=process_count)
+  config_lib.validate_data_config(
+    data_cfg,
+    num_inner_steps=num_inner_steps,
+    global_batch_size=global_batch_size,
+    seq_len=seq_len,
+    max_seq_len=None,
+    process_count=process_count,
+  )
   specs = config_lib.train_specs(data_cfg)
   dataset = pipeline.MultiSourceBatches(
-      pretokenize.token_stores(data_cfg, specs, splits.TRAIN),
-      source_names=[spec.label for spec in specs],
-      tokenizer=tokenizers.tokenizer_id(data_cfg.tokenizer),
-      shuffle_seeds=[splits.derive_seed(seed, spec.label) for spec in specs],
-      mode=data_cfg.mode,
-      probabilities=config_lib.source_probabilities(data_cfg),
-      num_inner_steps=num_inner_steps,
-      global_batch_size=global_batch_size,
-      seq_len=seq_len,
-      seed=seed,
-      process_index=process_index,
-      process_count=process_count,
+    pretokenize.token_stores(data_cfg, specs, splits.TRAIN),
+    source_names=[spec.label for spec in specs],
+    tokenizer=tokenizers.tokenizer_id(data_cfg.tokenizer),
+    shuffle_seeds=[splits.derive_seed(seed, spec.label) for spec in specs],
+    mode=data_cfg.mode,
+    probabilities=config_lib.source_probabilities(data_cfg),
+    num_inner_steps=num_inner_steps,
+    global_batch_size=global_batch_size,
+    seq_len=seq_len,
+    seed=seed,
+    process_index=process_index,
+    process_count=process_count,
   )
   if data_cfg.prefetch == "thread":
-    dataset = grain.experimental.ThreadPrefetchIterDataset(dataset, prefetch_buffer_size=data_cfg.prefetch_buffer_size)
+    dataset = grain.experimental.ThreadPrefetchIterDataset(
+      dataset, prefetch_buffer_size=data_cfg.prefetch_buffer_size
+    )
   elif data_cfg.prefetch == "process":
-    if not flags.FLAGS.is_parsed():  # grain's worker reads its absl flags; outside an absl app use defaults
+    if (
+      not flags.FLAGS.is_parsed()
+    ):  # grain's worker reads its absl flags; outside an absl app use defaults
       flags.FLAGS.mark_as_parsed()
     dataset = dataset.mp_prefetch(
-        grain.MultiprocessingOptions(num_workers=1, per_worker_buffer_size=data_cfg.prefetch_buffer_size)
+      grain.MultiprocessingOptions(
+        num_workers=1, per_worker_buffer_size=data_cfg.prefetch_buffer_size
+      )
     )
   return iter(dataset)
 
 
-def make_eval_batches(data_cfg, *, sources: list[str], batch_size: int, seq_len: int, num_batches: int,
-                      split: str = splits.VALIDATION) -> dict[str, list[dict[str, np.ndarray]]]:
+def make_eval_batches(
+  data_cfg,
+  *,
+  sources: list[str],
+  batch_size: int,
+  seq_len: int,
+  num_batches: int,
+  split: str = splits.VALIDATION,
+) -> dict[str, list[dict[str, np.ndarray]]]:
   """Fixed, repeatable evaluation batches from the validation (or test) split of each named source.
 
   ``split="validation"`` (the default) is what training-time evaluation and any selection read;
@@ -95,22 +125,35 @@ def make_eval_batches(data_cfg, *, sources: list[str], batch_size: int, seq_len:
   Returns:
     ``{name: [{"tokens": int32[B, L+1], "source_ids": int32[B]}] * num_batches}``.
   """
-  for value, name in ((batch_size, "batch_size"), (seq_len, "seq_len"), (num_batches, "num_batches")):
+  for value, name in (
+    (batch_size, "batch_size"),
+    (seq_len, "seq_len"),
+    (num_batches, "num_batches"),
+  ):
     if not isinstance(value, int) or value < 1:
       raise ValueError(f"{name}={value!r} must be a positive integer.")
   if split not in splits.EVAL_SPLITS:
-    raise ValueError(f"split={split!r} is not one of {splits.EVAL_SPLITS}; training batches come from make_train_stream.")
-  specs = {spec.label: spec for spec in config_lib.train_specs(data_cfg) + config_lib.held_out_specs(data_cfg)}
+    raise ValueError(
+      f"split={split!r} is not one of {splits.EVAL_SPLITS}; training batches come from make_train_stream."
+    )
+  specs = {
+    spec.label: spec
+    for spec in config_lib.train_specs(data_cfg) + config_lib.held_out_specs(data_cfg)
+  }
   names = config_lib.all_source_names(data_cfg)
   unknown = [name for name in sources if name not in specs]
   if unknown:
-    raise ValueError(f"eval sources {unknown} are not in config.data.sources or held_out; known: {names}.")
+    raise ValueError(
+      f"eval sources {unknown} are not in config.data.sources or held_out; known: {names}."
+    )
   stores = pretokenize.token_stores(data_cfg, [specs[name] for name in sources], split)
   length = seq_len + 1
   batches = {}
   for name, store in zip(sources, stores):
     windows = pipeline.num_windows(store, length, name)
     rows = store.read(np.arange(num_batches * batch_size) % windows * length, length)
-    batches[name] = [{"tokens": tokens, "source_ids": np.full((batch_size,), names.index(name), np.int32)}
-                     for tokens in np.split(rows, num_batches)]
+    batches[name] = [
+      {"tokens": tokens, "source_ids": np.full((batch_size,), names.index(name), np.int32)}
+      for tokens in np.split(rows, num_batches)
+    ]
   return batches

@@ -22,11 +22,13 @@ class NexusCorpus(tfds.core.GeneratorBasedBuilder):
   """Nexus's built-in multi-source corpus (one config per source)."""
 
   VERSION = tfds.core.Version("1.1.0")
-  RELEASE_NOTES = {"1.0.0": "Four training and two held-out sources built from the Python installation.",
-                   "1.1.0": "A test split (10% of the keys, taken from train) next to train and validation."}
+  RELEASE_NOTES = {
+    "1.0.0": "Four training and two held-out sources built from the Python installation.",
+    "1.1.0": "A test split (10% of the keys, taken from train) next to train and validation.",
+  }
   BUILDER_CONFIGS = [
-      tfds.core.BuilderConfig(name=source.name, description=source.description)
-      for source in builtin_sources.BUILTIN_SOURCES.values()
+    tfds.core.BuilderConfig(name=source.name, description=source.description)
+    for source in builtin_sources.BUILTIN_SOURCES.values()
   ]
 
   @tfds.core.utils.classproperty
@@ -51,16 +53,16 @@ class NexusCorpus(tfds.core.GeneratorBasedBuilder):
   def _info(self) -> tfds.core.DatasetInfo:
     source = builtin_sources.BUILTIN_SOURCES[self.builder_config.name]
     return tfds.core.DatasetInfo(
-        builder=self,
-        description=source.description,
-        features=tfds.features.FeaturesDict({TEXT_FEATURE: tfds.features.Text()}),
-        license=source.licence,
+      builder=self,
+      description=source.description,
+      features=tfds.features.FeaturesDict({TEXT_FEATURE: tfds.features.Text()}),
+      license=source.licence,
     )
 
   def _split_generators(self, dl_manager):
     del dl_manager  # nothing to download
     documents = builtin_sources.select_documents(
-        self.builder_config.name, bytes_per_source=self._bytes_per_source, seed=self._seed
+      self.builder_config.name, bytes_per_source=self._bytes_per_source, seed=self._seed
     )
     return {split: self._generate_examples(documents[split]) for split in splits.SPLITS}
 

@@ -12,11 +12,11 @@ pre-tokenized ArrayRecord inputs); it makes training do no tokenization at all.
 touch are read in one ``ArrayRecordReader.read`` call and gathered with numpy, without a per-row loop.
 """
 
+from collections.abc import Iterable
 import json
 import os
 import shutil
 import tempfile
-from typing import Iterable
 
 from array_record.python import array_record_module
 import numpy as np
@@ -40,7 +40,9 @@ def _dtype(vocab_size: int) -> np.dtype:
   return np.dtype("<u2") if vocab_size <= np.iinfo(np.uint16).max + 1 else np.dtype("<i4")
 
 
-def write_store(path: str, documents: Iterable[np.ndarray], *, vocab_size: int, description: dict) -> dict:
+def write_store(
+  path: str, documents: Iterable[np.ndarray], *, vocab_size: int, description: dict
+) -> dict:
   """Writes the token stream of ``documents`` (each ``[BOS] ids [EOS]``) as a store at ``path``.
 
   The store is written into a temporary sibling directory and renamed into place, so concurrent
@@ -52,7 +54,9 @@ def write_store(path: str, documents: Iterable[np.ndarray], *, vocab_size: int, 
   os.makedirs(parent, exist_ok=True)
   building = tempfile.mkdtemp(prefix=".building-", dir=parent)
   try:
-    writer = array_record_module.ArrayRecordWriter(os.path.join(building, RECORDS_FILE), _WRITER_OPTIONS)
+    writer = array_record_module.ArrayRecordWriter(
+      os.path.join(building, RECORDS_FILE), _WRITER_OPTIONS
+    )
     pending, num_pending, num_tokens, num_documents, num_chunks = [], 0, 0, 0, 0
 
     def flush(final: bool) -> None:
@@ -63,7 +67,7 @@ def write_store(path: str, documents: Iterable[np.ndarray], *, vocab_size: int, 
         stream = np.concatenate([stream, np.zeros(CHUNK_TOKENS - (len(stream) - full), dtype)])
         full = len(stream)
       for start in range(0, full, CHUNK_TOKENS):
-        writer.write(stream[start:start + CHUNK_TOKENS].tobytes())
+        writer.write(stream[start : start + CHUNK_TOKENS].tobytes())
         num_chunks += 1
       pending = [stream[full:]]
       num_pending = len(stream) - full
@@ -80,8 +84,16 @@ def write_store(path: str, documents: Iterable[np.ndarray], *, vocab_size: int, 
         flush(final=False)
     flush(final=True)
     writer.close()
-    meta = {"format": FORMAT_VERSION, "dtype": dtype.str, "chunk_tokens": CHUNK_TOKENS, "num_tokens": num_tokens,
-            "num_documents": num_documents, "num_chunks": num_chunks, "vocab_size": vocab_size, **description}
+    meta = {
+      "format": FORMAT_VERSION,
+      "dtype": dtype.str,
+      "chunk_tokens": CHUNK_TOKENS,
+      "num_tokens": num_tokens,
+      "num_documents": num_documents,
+      "num_chunks": num_chunks,
+      "vocab_size": vocab_size,
+      **description,
+    }
     with open(os.path.join(building, META_FILE), "w", encoding="utf-8") as f:
       json.dump(meta, f, indent=2)
     try:
@@ -118,7 +130,9 @@ class TokenStore:
 
   def _open(self) -> None:
     try:
-      self._reader = array_record_module.ArrayRecordReader(os.path.join(self.path, RECORDS_FILE), _READER_OPTIONS)
+      self._reader = array_record_module.ArrayRecordReader(
+        os.path.join(self.path, RECORDS_FILE), _READER_OPTIONS
+      )
       found = self._reader.num_records()
     except (OSError, RuntimeError) as error:
       raise DamagedStoreError(first_line(error)) from None
@@ -137,10 +151,14 @@ class TokenStore:
     """``int32[n, length]``: tokens ``[start, start + length)`` of the stream for every start in ``starts``."""
     starts = np.asarray(starts, dtype=np.int64).reshape(-1)
     if starts.size and (starts.min() < 0 or starts.max() + length > self.num_tokens):
-      raise ValueError(f"windows of {length} tokens at {starts.min()}..{starts.max()} leave the "
-                       f"{self.num_tokens}-token stream of {self.path}.")
+      raise ValueError(
+        f"windows of {length} tokens at {starts.min()}..{starts.max()} leave the "
+        f"{self.num_tokens}-token stream of {self.path}."
+      )
     per_row = (self._chunk - 1 + length - 1) // self._chunk + 1  # chunks a window can touch
-    chunk_ids = np.minimum(starts[:, None] // self._chunk + np.arange(per_row), self._num_chunks - 1)
+    chunk_ids = np.minimum(
+      starts[:, None] // self._chunk + np.arange(per_row), self._num_chunks - 1
+    )
     unique, inverse = np.unique(chunk_ids, return_inverse=True)
     try:
       records = self._reader.read(unique.tolist())

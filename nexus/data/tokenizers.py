@@ -8,9 +8,11 @@ string exactly for the byte tokenizer, and for SentencePiece models trained by
 SentencePiece is an optional dependency: it is imported only when a model path is used.
 """
 
+from collections.abc import Iterable
+from collections.abc import Sequence
 import hashlib
 import os
-from typing import Iterable, Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -29,14 +31,11 @@ class Tokenizer(Protocol):
   bos_id: int
   eos_id: int
 
-  def encode(self, text: str) -> list[int]:
-    ...
+  def encode(self, text: str) -> list[int]: ...
 
-  def decode(self, ids: Sequence[int]) -> str:
-    ...
+  def decode(self, ids: Sequence[int]) -> str: ...
 
-  def encode_document(self, text: str | bytes) -> np.ndarray:
-    ...
+  def encode_document(self, text: str | bytes) -> np.ndarray: ...
 
 
 class ByteTokenizer:
@@ -75,8 +74,8 @@ def _import_sentencepiece():
     import sentencepiece  # pylint: disable=g-import-not-at-top
   except ImportError:
     raise ValueError(
-        "the SentencePiece tokenizer needs the optional package sentencepiece: pip install sentencepiece "
-        "(or use config.data.tokenizer='byte')."
+      "the SentencePiece tokenizer needs the optional package sentencepiece: pip install sentencepiece "
+      "(or use config.data.tokenizer='byte')."
     ) from None
   return sentencepiece
 
@@ -95,7 +94,9 @@ class SentencePieceTokenizer:
     self.vocab_size = self._processor.get_piece_size() + self._shift
     self.pad_id = PAD_ID
     if self._processor.bos_id() < 0 or self._processor.eos_id() < 0:
-      raise ValueError(f"SentencePiece model {model_path!r} has no BOS/EOS pieces; retrain it with bos_id/eos_id set.")
+      raise ValueError(
+        f"SentencePiece model {model_path!r} has no BOS/EOS pieces; retrain it with bos_id/eos_id set."
+      )
     self.bos_id = self._processor.bos_id() + self._shift
     self.eos_id = self._processor.eos_id() + self._shift
 
@@ -118,7 +119,7 @@ def check_tokenizer_spec(spec: str) -> None:
     return
   if not isinstance(spec, str) or not os.path.isfile(os.path.expanduser(spec)):
     raise ValueError(
-        f"config.data.tokenizer={spec!r} is neither 'byte' nor an existing SentencePiece .model file."
+      f"config.data.tokenizer={spec!r} is neither 'byte' nor an existing SentencePiece .model file."
     )
   _import_sentencepiece()
 
@@ -143,7 +144,9 @@ def make_tokenizer(spec: str) -> Tokenizer:
   return SentencePieceTokenizer(os.path.expanduser(spec))
 
 
-def train_sentencepiece(texts: Iterable[str], model_prefix: str, *, vocab_size: int, model_type: str = "bpe") -> str:
+def train_sentencepiece(
+  texts: Iterable[str], model_prefix: str, *, vocab_size: int, model_type: str = "bpe"
+) -> str:
   """Trains a SentencePiece model on ``texts`` with exact round trips; returns the .model path.
 
   Ids follow the project convention (pad 0, bos 1, eos 2, unk 3); byte fallback makes every string
@@ -152,24 +155,26 @@ def train_sentencepiece(texts: Iterable[str], model_prefix: str, *, vocab_size: 
   if model_type not in ("bpe", "unigram"):
     raise ValueError(f"model_type={model_type!r} is not 'bpe' or 'unigram'.")
   sentencepiece = _import_sentencepiece()
-  with open(os.devnull, "w", encoding="utf-8") as quiet:  # the trainer logs hundreds of lines otherwise
+  with open(
+    os.devnull, "w", encoding="utf-8"
+  ) as quiet:  # the trainer logs hundreds of lines otherwise
     sentencepiece.SentencePieceTrainer.train(
-        logstream=quiet,
-        sentence_iterator=iter(texts),
-        model_prefix=model_prefix,
-        vocab_size=vocab_size,
-        model_type=model_type,
-        pad_id=PAD_ID,
-        bos_id=BOS_ID,
-        eos_id=EOS_ID,
-        unk_id=NUM_SPECIAL_IDS,
-        byte_fallback=True,
-        normalization_rule_name="identity",
-        add_dummy_prefix=False,
-        remove_extra_whitespaces=False,
-        split_digits=True,
-        allow_whitespace_only_pieces=True,
-        max_sentence_length=1 << 16,
-        num_threads=os.cpu_count() or 1,
+      logstream=quiet,
+      sentence_iterator=iter(texts),
+      model_prefix=model_prefix,
+      vocab_size=vocab_size,
+      model_type=model_type,
+      pad_id=PAD_ID,
+      bos_id=BOS_ID,
+      eos_id=EOS_ID,
+      unk_id=NUM_SPECIAL_IDS,
+      byte_fallback=True,
+      normalization_rule_name="identity",
+      add_dummy_prefix=False,
+      remove_extra_whitespaces=False,
+      split_digits=True,
+      allow_whitespace_only_pieces=True,
+      max_sentence_length=1 << 16,
+      num_threads=os.cpu_count() or 1,
     )
   return model_prefix + ".model"

@@ -12,8 +12,9 @@ hashing its prompt (``nexus.data.splits``), so the evaluation problems that ``ma
 split="validation")`` (or ``"test"``) returns never appear in the training corpus of any seed.
 """
 
+from collections.abc import Iterator
 import random
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
 from nexus.data import math_families
 from nexus.data import splits
@@ -22,9 +23,9 @@ ANSWER_PREFIX = "Answer:"
 
 # Corpus source -> the problem families it mixes (round-robin).
 MATH_SOURCES: dict[str, tuple[str, ...]] = {
-    "arithmetic": ("add_sub", "mul_div"),
-    "algebra": ("linear_equation", "evaluate_expression"),
-    "math_composite": ("groups_then_change", "cost_equation", "solve_then_evaluate"),
+  "arithmetic": ("add_sub", "mul_div"),
+  "algebra": ("linear_equation", "evaluate_expression"),
+  "math_composite": ("groups_then_change", "cost_equation", "solve_then_evaluate"),
 }
 TRAIN_MATH_FAMILIES = MATH_SOURCES["arithmetic"] + MATH_SOURCES["algebra"]
 HELD_OUT_MATH_FAMILIES = MATH_SOURCES["math_composite"]
@@ -44,7 +45,7 @@ def extract_answer(text: str) -> str | None:
   """The answer on the first ``Answer:`` line of a model's continuation, or None if there is none."""
   for line in text.splitlines():
     if line.startswith(ANSWER_PREFIX):
-      return line[len(ANSWER_PREFIX):].strip()
+      return line[len(ANSWER_PREFIX) :].strip()
   return None
 
 
@@ -66,8 +67,11 @@ def source_documents(source: str, seed: int) -> Iterator[tuple[str, str]]:
 
 class MathExample(NamedTuple):
   """A problem for evaluation: the prompt, its reference continuation in the corpus format, the answer."""
+
   prompt: str
-  completion: str  # " <worked steps>\nAnswer: <answer>": the document after the prompt; ends with the answer
+  completion: (
+    str  # " <worked steps>\nAnswer: <answer>": the document after the prompt; ends with the answer
+  )
   answer: str
 
 
@@ -78,7 +82,9 @@ def math_examples(family: str, split: str, num: int, seed: int) -> list[MathExam
   'validation' and 'test' problems are never in any training corpus.
   """
   if family not in math_families.FAMILIES:
-    raise ValueError(f"unknown math family {family!r}; known families: {sorted(math_families.FAMILIES)}.")
+    raise ValueError(
+      f"unknown math family {family!r}; known families: {sorted(math_families.FAMILIES)}."
+    )
   if split not in splits.SPLITS:
     raise ValueError(f"split={split!r} is not one of {splits.SPLITS}.")
   if not isinstance(num, int) or num < 1:
@@ -88,10 +94,14 @@ def math_examples(family: str, split: str, num: int, seed: int) -> list[MathExam
     if len(problems) == num:
       break
     if draws >= _MAX_DRAWS_PER_PROBLEM * num:
-      raise ValueError(f"family {family!r} has fewer than {num} distinct {split} problems; ask for fewer.")
+      raise ValueError(
+        f"family {family!r} has fewer than {num} distinct {split} problems; ask for fewer."
+      )
     prompt = format_prompt(problem)
     if splits.split_of(prompt) == split:
-      problems.setdefault(prompt, MathExample(prompt, format_document(problem)[len(prompt):], str(problem.answer)))
+      problems.setdefault(
+        prompt, MathExample(prompt, format_document(problem)[len(prompt) :], str(problem.answer))
+      )
   return list(problems.values())
 
 

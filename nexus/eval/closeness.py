@@ -27,8 +27,12 @@ Two ways to get θ̂_k:
   kept for exploration (the colab notebooks).
 """
 
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
 import functools
-from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -44,6 +48,7 @@ MeasureFn = Callable[[Any, Mapping[str, Sequence[Any]]], dict]
 
 class Closeness(NamedTuple):
   """Closeness of the per-source fine-tuned points θ̂_k to θ and to each other (float32)."""
+
   mean_sq_dist: jax.Array
   """(1/K) Σ_k ‖θ − θ̂_k‖²."""
   spread: jax.Array
@@ -61,7 +66,9 @@ class Closeness(NamedTuple):
 
 
 def _mean_loss(loss_fn: LossFn, point: Any, source_batches: Any) -> jax.Array:
-  return jnp.mean(jax.lax.map(lambda batch: loss_fn(point, batch), source_batches)).astype(jnp.float32)
+  return jnp.mean(jax.lax.map(lambda batch: loss_fn(point, batch), source_batches)).astype(
+    jnp.float32
+  )
 
 
 def _closeness_over_sources(theta: Any, stacked_batches: Any, finetune: Callable) -> Closeness:
@@ -74,24 +81,47 @@ def _closeness_over_sources(theta: Any, stacked_batches: Any, finetune: Callable
     displacement = jax.tree.map(jnp.subtract, point, theta)
     # Welford: mean_k = mean_{k-1} + (d_k − mean_{k-1})/k;  M2 += ⟨d_k − mean_{k-1}, d_k − mean_k⟩.
     deviation_before = jax.tree.map(jnp.subtract, displacement, mean_displacement)
-    mean_displacement = jax.tree.map(lambda m, d: m + d / count, mean_displacement, deviation_before)
+    mean_displacement = jax.tree.map(
+      lambda m, d: m + d / count, mean_displacement, deviation_before
+    )
     deviation_after = jax.tree.map(jnp.subtract, displacement, mean_displacement)
-    sum_sq_deviation = sum_sq_deviation + tree_utils.tree_vdot(deviation_before, deviation_after).astype(jnp.float32)
-    outputs = (tree_utils.tree_vdot(displacement, displacement).astype(jnp.float32), loss_before, loss_after,
-               jnp.asarray(steps, jnp.int32), jnp.asarray(reached, bool))
+    sum_sq_deviation = sum_sq_deviation + tree_utils.tree_vdot(
+      deviation_before, deviation_after
+    ).astype(jnp.float32)
+    outputs = (
+      tree_utils.tree_vdot(displacement, displacement).astype(jnp.float32),
+      loss_before,
+      loss_after,
+      jnp.asarray(steps, jnp.int32),
+      jnp.asarray(reached, bool),
+    )
     return (mean_displacement, sum_sq_deviation), outputs
 
   num_sources = jax.tree.leaves(stacked_batches)[0].shape[0]
   init = (jax.tree.map(jnp.zeros_like, theta), jnp.zeros((), jnp.float32))
   counts = jnp.arange(1, num_sources + 1, dtype=jnp.float32)
   (_, sum_sq_deviation), (sq_dist, loss_before, loss_after, steps, reached) = jax.lax.scan(
-      visit_source, init, (counts, stacked_batches))
-  return Closeness(mean_sq_dist=jnp.mean(sq_dist), spread=sum_sq_deviation / num_sources, sq_dist=sq_dist,
-                   loss_before=loss_before, loss_after=loss_after, steps=steps, reached=reached)
+    visit_source, init, (counts, stacked_batches)
+  )
+  return Closeness(
+    mean_sq_dist=jnp.mean(sq_dist),
+    spread=sum_sq_deviation / num_sources,
+    sq_dist=sq_dist,
+    loss_before=loss_before,
+    loss_after=loss_after,
+    steps=steps,
+    reached=reached,
+  )
 
 
-def finetune_closeness(loss_fn: LossFn, params: Any, stacked_batches: Any, *,
-                       optimizer: optax.GradientTransformation, num_steps: int) -> Closeness:
+def finetune_closeness(
+  loss_fn: LossFn,
+  params: Any,
+  stacked_batches: Any,
+  *,
+  optimizer: optax.GradientTransformation,
+  num_steps: int,
+) -> Closeness:
   """Fine-tunes ``params`` on each source of ``stacked_batches`` (leaves ``[K, N, ...]``) and measures closeness.
 
   Step t of source k uses batch ``t mod N`` of that source; ``optimizer`` starts from its ``init`` for
@@ -109,14 +139,26 @@ def finetune_closeness(loss_fn: LossFn, params: Any, stacked_batches: Any, *,
       return (optax.apply_updates(point, updates), opt_state), None
 
     (point, _), _ = jax.lax.scan(step, (theta, optimizer.init(theta)), jnp.arange(num_steps))
-    return (point, num_steps, _mean_loss(loss_fn, theta, source_batches), _mean_loss(loss_fn, point, source_batches),
-            True)
+    return (
+      point,
+      num_steps,
+      _mean_loss(loss_fn, theta, source_batches),
+      _mean_loss(loss_fn, point, source_batches),
+      True,
+    )
 
   return _closeness_over_sources(theta, stacked_batches, finetune)
 
 
-def sgd_closeness(loss_fn: LossFn, params: Any, stacked_batches: Any, *, learning_rate: float,
-                  relative_drop: float, max_steps: int) -> Closeness:
+def sgd_closeness(
+  loss_fn: LossFn,
+  params: Any,
+  stacked_batches: Any,
+  *,
+  learning_rate: float,
+  relative_drop: float,
+  max_steps: int,
+) -> Closeness:
   """Full-batch gradient descent on each source until its loss drops by ``relative_drop``, then closeness.
 
   For source k with batches B_k (leaves ``[N, ...]`` of ``stacked_batches[k]``) and
@@ -128,7 +170,9 @@ def sgd_closeness(loss_fn: LossFn, params: Any, stacked_batches: Any, *, learnin
   with ``loss_fn`` and the three keywords static.
   """
   theta = tree_utils.at_least_float32_copy(params)
-  value_and_grad = jax.value_and_grad(lambda point, batch: loss_fn(point, batch).astype(jnp.float32))
+  value_and_grad = jax.value_and_grad(
+    lambda point, batch: loss_fn(point, batch).astype(jnp.float32)
+  )
 
   def full_batch(point, source_batches):
     def add(carry, batch):
@@ -136,8 +180,9 @@ def sgd_closeness(loss_fn: LossFn, params: Any, stacked_batches: Any, *, learnin
       return (carry[0] + loss, jax.tree.map(jnp.add, carry[1], grad)), None
 
     num_batches = jax.tree.leaves(source_batches)[0].shape[0]
-    (loss, grad), _ = jax.lax.scan(add, (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, point)),
-                                   source_batches)
+    (loss, grad), _ = jax.lax.scan(
+      add, (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, point)), source_batches
+    )
     return loss / num_batches, jax.tree.map(lambda g: g / num_batches, grad)
 
   def finetune(source_batches):
@@ -156,7 +201,9 @@ def sgd_closeness(loss_fn: LossFn, params: Any, stacked_batches: Any, *, learnin
       loss, grad = full_batch(point, source_batches)
       return point, step + 1, loss, grad
 
-    point, steps, loss_after, _ = jax.lax.while_loop(keep_going, descend, (theta, jnp.int32(0), loss_before, grad))
+    point, steps, loss_after, _ = jax.lax.while_loop(
+      keep_going, descend, (theta, jnp.int32(0), loss_before, grad)
+    )
     return point, steps, loss_before, loss_after, loss_after <= target
 
   return _closeness_over_sources(theta, stacked_batches, finetune)
@@ -166,11 +213,11 @@ def closeness_metrics(closeness: Closeness, sources: Sequence[str]) -> dict[str,
   """The ``closeness/...`` metrics (Python floats) of a closeness measurement over named sources."""
   closeness = jax.device_get(closeness)
   metrics = {
-      "closeness/mean_sq_dist": float(closeness.mean_sq_dist),
-      "closeness/spread": float(closeness.spread),
-      "closeness/mean_loss_drop": float(np.mean(closeness.loss_before - closeness.loss_after)),
-      "closeness/mean_steps": float(np.mean(closeness.steps)),
-      "closeness/all_reached": float(np.all(closeness.reached)),
+    "closeness/mean_sq_dist": float(closeness.mean_sq_dist),
+    "closeness/spread": float(closeness.spread),
+    "closeness/mean_loss_drop": float(np.mean(closeness.loss_before - closeness.loss_after)),
+    "closeness/mean_steps": float(np.mean(closeness.steps)),
+    "closeness/all_reached": float(np.all(closeness.reached)),
   }
   for index, name in enumerate(sources):
     before, after = float(closeness.loss_before[index]), float(closeness.loss_after[index])
@@ -183,7 +230,7 @@ def closeness_metrics(closeness: Closeness, sources: Sequence[str]) -> dict[str,
   return metrics
 
 
-def _measure_fn(closeness_fn: Callable, num_batches: Optional[int]) -> MeasureFn:
+def _measure_fn(closeness_fn: Callable, num_batches: int | None) -> MeasureFn:
   """``measure(params, {source: [batch, ...]})``: stacks the batches and names the metrics."""
 
   def measure(params: Any, batches: Mapping[str, Sequence[Any]]) -> dict[str, float]:
@@ -198,8 +245,13 @@ def _check_positive_int(value, name: str) -> None:
     raise ValueError(f"{name}={value!r} must be a positive integer.")
 
 
-def make_closeness(loss_fn: LossFn, optimizer: optax.GradientTransformation, *, num_steps: int,
-                   num_batches: Optional[int] = None) -> MeasureFn:
+def make_closeness(
+  loss_fn: LossFn,
+  optimizer: optax.GradientTransformation,
+  *,
+  num_steps: int,
+  num_batches: int | None = None,
+) -> MeasureFn:
   """Builds ``measure(params, batches) -> {"closeness/...": float}`` for ``{source: [batch, ...]}``.
 
   Args:
@@ -216,14 +268,24 @@ def make_closeness(loss_fn: LossFn, optimizer: optax.GradientTransformation, *, 
   """
   _check_positive_int(num_steps, "num_steps")
   if not isinstance(optimizer, optax.GradientTransformation):
-    raise ValueError(f"optimizer must be an optax.GradientTransformation, e.g. optax.sgd(1e-3); got "
-                     f"{type(optimizer).__name__}.")
-  closeness_fn = jax.jit(functools.partial(finetune_closeness, loss_fn, optimizer=optimizer, num_steps=num_steps))
+    raise ValueError(
+      f"optimizer must be an optax.GradientTransformation, e.g. optax.sgd(1e-3); got "
+      f"{type(optimizer).__name__}."
+    )
+  closeness_fn = jax.jit(
+    functools.partial(finetune_closeness, loss_fn, optimizer=optimizer, num_steps=num_steps)
+  )
   return _measure_fn(closeness_fn, num_batches)
 
 
-def make_sgd_closeness(loss_fn: LossFn, *, learning_rate: float, relative_drop: float, max_steps: int,
-                       num_batches: Optional[int] = None) -> MeasureFn:
+def make_sgd_closeness(
+  loss_fn: LossFn,
+  *,
+  learning_rate: float,
+  relative_drop: float,
+  max_steps: int,
+  num_batches: int | None = None,
+) -> MeasureFn:
   """Builds ``measure(params, batches)``: closeness by full-batch SGD to a fixed relative loss drop.
 
   Args:
@@ -246,7 +308,16 @@ def make_sgd_closeness(loss_fn: LossFn, *, learning_rate: float, relative_drop: 
   if not (isinstance(learning_rate, (int, float)) and learning_rate > 0):
     raise ValueError(f"learning_rate={learning_rate!r} must be a positive number, e.g. 0.01.")
   if not (isinstance(relative_drop, (int, float)) and 0 < relative_drop < 1):
-    raise ValueError(f"relative_drop={relative_drop!r} must be a fraction in (0, 1), e.g. 0.1 for a 10% drop.")
-  closeness_fn = jax.jit(functools.partial(sgd_closeness, loss_fn, learning_rate=float(learning_rate),
-                                           relative_drop=float(relative_drop), max_steps=max_steps))
+    raise ValueError(
+      f"relative_drop={relative_drop!r} must be a fraction in (0, 1), e.g. 0.1 for a 10% drop."
+    )
+  closeness_fn = jax.jit(
+    functools.partial(
+      sgd_closeness,
+      loss_fn,
+      learning_rate=float(learning_rate),
+      relative_drop=float(relative_drop),
+      max_steps=max_steps,
+    )
+  )
   return _measure_fn(closeness_fn, num_batches)

@@ -15,9 +15,9 @@ family whose answers are 2..25 with a few frequent values has a chance level of 
 """
 
 import collections
-
+from collections.abc import Callable
+from collections.abc import Sequence
 import dataclasses
-from typing import Callable, Optional, Sequence
 
 from nexus import data as data_lib
 
@@ -33,6 +33,7 @@ def exact_match_answer(continuation: str, reference: str) -> bool:
 @dataclasses.dataclass(frozen=True)
 class Task:
   """A downstream task: each prompt's continuation is scored against its reference."""
+
   name: str
   prompts: tuple[str, ...]
   references: tuple[str, ...]
@@ -42,16 +43,22 @@ class Task:
     object.__setattr__(self, "prompts", tuple(self.prompts))
     object.__setattr__(self, "references", tuple(self.references))
     if not self.name or "/" in self.name:
-      raise ValueError(f"task name {self.name!r} must be non-empty without '/' (it is a metric-name part).")
+      raise ValueError(
+        f"task name {self.name!r} must be non-empty without '/' (it is a metric-name part)."
+      )
     if not self.prompts or len(self.prompts) != len(self.references):
-      raise ValueError(f"task {self.name!r} needs as many references ({len(self.references)}) as prompts "
-                       f"({len(self.prompts)}), at least one.")
+      raise ValueError(
+        f"task {self.name!r} needs as many references ({len(self.references)}) as prompts "
+        f"({len(self.prompts)}), at least one."
+      )
 
 
 def math_task(family: str, *, num: int, seed: int, split: str = "validation") -> Task:
   """A task of ``num`` held-out problems of a generated math family (``nexus.data.math_problems``)."""
   problems = data_lib.math_problems(family, split, num, seed)
-  return Task(name=family, prompts=tuple(p for p, _ in problems), references=tuple(a for _, a in problems))
+  return Task(
+    name=family, prompts=tuple(p for p, _ in problems), references=tuple(a for _, a in problems)
+  )
 
 
 def chance_level(task: Task) -> float:
@@ -60,7 +67,9 @@ def chance_level(task: Task) -> float:
   return max(counts.values()) / len(task.references)
 
 
-def evaluate_task(generate_fn: GenerateFn, task: Task, *, batch_size: Optional[int] = None) -> float:
+def evaluate_task(
+  generate_fn: GenerateFn, task: Task, *, batch_size: int | None = None
+) -> float:
   """The fraction of ``task``'s prompts whose continuation the scorer accepts.
 
   Args:
@@ -73,24 +82,31 @@ def evaluate_task(generate_fn: GenerateFn, task: Task, *, batch_size: Optional[i
   step = batch_size or len(task.prompts)
   correct = 0
   for start in range(0, len(task.prompts), step):
-    prompts = list(task.prompts[start:start + step])
+    prompts = list(task.prompts[start : start + step])
     continuations = list(generate_fn(prompts))
     if len(continuations) != len(prompts):
-      raise ValueError(f"generate_fn returned {len(continuations)} continuations for {len(prompts)} prompts of "
-                       f"task {task.name!r}; it must return one per prompt.")
-    correct += sum(bool(task.scorer(text, reference))
-                   for text, reference in zip(continuations, task.references[start:start + step]))
+      raise ValueError(
+        f"generate_fn returned {len(continuations)} continuations for {len(prompts)} prompts of "
+        f"task {task.name!r}; it must return one per prompt."
+      )
+    correct += sum(
+      bool(task.scorer(text, reference))
+      for text, reference in zip(continuations, task.references[start : start + step])
+    )
   return correct / len(task.prompts)
 
 
-def evaluate_tasks(generate_fn: GenerateFn, tasks: Sequence[Task], *,
-                   batch_size: Optional[int] = None) -> dict[str, float]:
+def evaluate_tasks(
+  generate_fn: GenerateFn, tasks: Sequence[Task], *, batch_size: int | None = None
+) -> dict[str, float]:
   """``{"downstream/<task>/accuracy": accuracy, "downstream/<task>/accuracy_chance": chance}`` for every task."""
   names = [task.name for task in tasks]
   if len(set(names)) != len(names):
     raise ValueError(f"task names {names} repeat; give every task a distinct name.")
   metrics = {}
   for task in tasks:
-    metrics[f"downstream/{task.name}/accuracy"] = evaluate_task(generate_fn, task, batch_size=batch_size)
+    metrics[f"downstream/{task.name}/accuracy"] = evaluate_task(
+      generate_fn, task, batch_size=batch_size
+    )
     metrics[f"downstream/{task.name}/accuracy_chance"] = chance_level(task)
   return metrics

@@ -11,8 +11,12 @@ parallel; ``"map"``: a memory-bounded ``jax.lax.map`` over sources) and inner pr
 ``nexus.optim.tree_gram`` (leaf by leaf; the model is never flattened into one vector).
 """
 
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
 import functools
-from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +31,7 @@ LossFn = Callable[[Any, Any], jax.Array]
 
 class GradientGeometry(NamedTuple):
   """The geometry of S per-source gradients (all float32 except the pair count)."""
+
   gram: jax.Array
   """``[S, S]`` inner products g_iᵀg_j."""
   cosine: jax.Array
@@ -48,7 +53,9 @@ class GradientGeometry(NamedTuple):
 def geometry_from_gram(gram: jax.Array) -> GradientGeometry:
   """Every geometry quantity from an ``[S, S]`` Gram matrix (S ≥ 2)."""
   if gram.ndim != 2 or gram.shape[0] != gram.shape[1] or gram.shape[0] < 2:
-    raise ValueError(f"gram must be a square [S, S] matrix with S >= 2 sources; got shape {gram.shape}.")
+    raise ValueError(
+      f"gram must be a square [S, S] matrix with S >= 2 sources; got shape {gram.shape}."
+    )
   num_sources = gram.shape[0]
   gram = gram.astype(jnp.float32)
   cosine = per_source.cosine_from_gram(gram).astype(jnp.float32)
@@ -56,19 +63,25 @@ def geometry_from_gram(gram: jax.Array) -> GradientGeometry:
   upper = jnp.triu(jnp.ones((num_sources, num_sources), dtype=bool), k=1)
   diagonal = jnp.diagonal(gram)
   return GradientGeometry(
-      gram=gram,
-      cosine=cosine,
-      norms=jnp.sqrt(jnp.clip(diagonal, 0.0)),
-      num_conflicting_pairs=jnp.sum(upper & (cosine < 0)).astype(jnp.int32),
-      mean_cosine=jnp.sum(jnp.where(off_diagonal, cosine, 0.0)) / (num_sources * (num_sources - 1)),
-      neg_cross_dot_sum=-jnp.sum(jnp.where(off_diagonal, gram, 0.0)),
-      sq_norm_sum=jnp.sum(diagonal),
-      cosine_gap_sum=jnp.sum(jnp.where(off_diagonal, 1.0 - cosine, 0.0)),
+    gram=gram,
+    cosine=cosine,
+    norms=jnp.sqrt(jnp.clip(diagonal, 0.0)),
+    num_conflicting_pairs=jnp.sum(upper & (cosine < 0)).astype(jnp.int32),
+    mean_cosine=jnp.sum(jnp.where(off_diagonal, cosine, 0.0)) / (num_sources * (num_sources - 1)),
+    neg_cross_dot_sum=-jnp.sum(jnp.where(off_diagonal, gram, 0.0)),
+    sq_norm_sum=jnp.sum(diagonal),
+    cosine_gap_sum=jnp.sum(jnp.where(off_diagonal, 1.0 - cosine, 0.0)),
   )
 
 
-def mean_source_gradients(loss_fn: LossFn, params: Any, stacked_batches: Any, *, method: str = "vmap",
-                          batch_size: Optional[int] = None) -> Any:
+def mean_source_gradients(
+  loss_fn: LossFn,
+  params: Any,
+  stacked_batches: Any,
+  *,
+  method: str = "vmap",
+  batch_size: int | None = None,
+) -> Any:
   """Per-source gradients averaged over batches: ``[S, *param_shape]`` from batches stacked ``[S, N, ...]``.
 
   Scans over the N batches, computing all S sources' gradients of each with ``per_source_gradients``
@@ -79,22 +92,34 @@ def mean_source_gradients(loss_fn: LossFn, params: Any, stacked_batches: Any, *,
   by_batch = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), stacked_batches)  # [N, S, ...]
 
   def add_batch(total, source_batches):
-    grads = per_source.per_source_gradients(loss_fn, params, source_batches, method=method, batch_size=batch_size)
+    grads = per_source.per_source_gradients(
+      loss_fn, params, source_batches, method=method, batch_size=batch_size
+    )
     return jax.tree.map(lambda t, g: t + g.astype(t.dtype), total, grads), None
 
-  zeros = tree_utils.at_least_float32(jax.tree.map(lambda p: jnp.zeros((num_sources,) + p.shape, p.dtype), params))
+  zeros = tree_utils.at_least_float32(
+    jax.tree.map(lambda p: jnp.zeros((num_sources,) + p.shape, p.dtype), params)
+  )
   total, _ = jax.lax.scan(add_batch, zeros, by_batch)
   return jax.tree.map(lambda t: t / num_batches, total)
 
 
-def gradient_geometry(loss_fn: LossFn, params: Any, stacked_batches: Any, *, method: str = "vmap",
-                      batch_size: Optional[int] = None) -> GradientGeometry:
+def gradient_geometry(
+  loss_fn: LossFn,
+  params: Any,
+  stacked_batches: Any,
+  *,
+  method: str = "vmap",
+  batch_size: int | None = None,
+) -> GradientGeometry:
   """The gradient geometry at ``params`` of the sources of ``stacked_batches`` (leaves ``[S, N, ...]``).
 
   Pure and jittable (``loss_fn``, ``method`` and ``batch_size`` static), so a trainer can also call it
   inside its own jitted function. ``loss_fn(params, batch)`` is one source's scalar mean loss.
   """
-  grads = mean_source_gradients(loss_fn, params, stacked_batches, method=method, batch_size=batch_size)
+  grads = mean_source_gradients(
+    loss_fn, params, stacked_batches, method=method, batch_size=batch_size
+  )
   return geometry_from_gram(per_source.tree_gram(grads))
 
 
@@ -102,20 +127,27 @@ def geometry_metrics(geometry: GradientGeometry, sources: Sequence[str]) -> dict
   """The ``geometry/...`` metrics (JSON-ready Python values) of a geometry over named sources."""
   geometry = jax.device_get(geometry)
   metrics: dict[str, Any] = {
-      "geometry/sources": list(sources),
-      "geometry/cosine_matrix": np.asarray(geometry.cosine, np.float64).tolist(),
-      "geometry/num_conflicting_pairs": int(geometry.num_conflicting_pairs),
-      "geometry/mean_cosine": float(geometry.mean_cosine),
-      "geometry/neg_cross_dot_sum": float(geometry.neg_cross_dot_sum),
-      "geometry/sq_norm_sum": float(geometry.sq_norm_sum),
-      "geometry/cosine_gap_sum": float(geometry.cosine_gap_sum),
+    "geometry/sources": list(sources),
+    "geometry/cosine_matrix": np.asarray(geometry.cosine, np.float64).tolist(),
+    "geometry/num_conflicting_pairs": int(geometry.num_conflicting_pairs),
+    "geometry/mean_cosine": float(geometry.mean_cosine),
+    "geometry/neg_cross_dot_sum": float(geometry.neg_cross_dot_sum),
+    "geometry/sq_norm_sum": float(geometry.sq_norm_sum),
+    "geometry/cosine_gap_sum": float(geometry.cosine_gap_sum),
   }
-  metrics.update({f"geometry/grad_norm/{name}": float(norm) for name, norm in zip(sources, geometry.norms)})
+  metrics.update(
+    {f"geometry/grad_norm/{name}": float(norm) for name, norm in zip(sources, geometry.norms)}
+  )
   return metrics
 
 
-def make_gradient_geometry(loss_fn: LossFn, *, num_batches: Optional[int] = None, method: str = "vmap",
-                           batch_size: Optional[int] = None) -> Callable[[Any, Mapping[str, Sequence[Any]]], dict]:
+def make_gradient_geometry(
+  loss_fn: LossFn,
+  *,
+  num_batches: int | None = None,
+  method: str = "vmap",
+  batch_size: int | None = None,
+) -> Callable[[Any, Mapping[str, Sequence[Any]]], dict]:
   """Builds ``measure(params, batches) -> {"geometry/...": value}`` for ``{source: [batch, ...]}``.
 
   Args:
@@ -136,7 +168,9 @@ def make_gradient_geometry(loss_fn: LossFn, *, num_batches: Optional[int] = None
     raise ValueError(f"method={method!r} is not one of {per_source.PER_SOURCE_METHODS}.")
   if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
     raise ValueError(f"batch_size={batch_size!r} must be a positive integer or None.")
-  geometry_fn = jax.jit(functools.partial(gradient_geometry, loss_fn, method=method, batch_size=batch_size))
+  geometry_fn = jax.jit(
+    functools.partial(gradient_geometry, loss_fn, method=method, batch_size=batch_size)
+  )
 
   def measure(params: Any, batches: Mapping[str, Sequence[Any]]) -> dict[str, Any]:
     sources, stacked = batches_lib.stack_source_batches(batches, num_batches, min_sources=2)

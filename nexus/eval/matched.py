@@ -18,9 +18,9 @@ cosine, closeness) at evaluation steps, so a metric at a loss level ℓ is inter
 Across seeds, ``aggregate`` gives mean ± sample standard deviation of the seeds that reached the level.
 """
 
+from collections.abc import Sequence
 import dataclasses
 import math
-from typing import Sequence
 
 import numpy as np
 
@@ -43,7 +43,9 @@ def monotone_loss_curve(losses: Sequence[float], *, window: int = 1) -> np.ndarr
     raise ValueError(f"window={window!r} must be a positive integer (1: no smoothing).")
   losses = _as_1d(losses, "losses")
   if not np.all(np.isfinite(losses)):
-    raise ValueError("losses must be finite; drop the steps whose loss was not logged or not finite.")
+    raise ValueError(
+      "losses must be finite; drop the steps whose loss was not logged or not finite."
+    )
   cumulative = np.concatenate([[0.0], np.cumsum(losses)])
   ends = np.arange(1, len(losses) + 1)
   starts = np.maximum(ends - window, 0)
@@ -51,20 +53,28 @@ def monotone_loss_curve(losses: Sequence[float], *, window: int = 1) -> np.ndarr
   return np.minimum.accumulate(smoothed)
 
 
-def loss_at_steps(loss_steps: Sequence[float], losses: Sequence[float], query_steps: Sequence[float], *,
-                  window: int = 1) -> np.ndarray:
+def loss_at_steps(
+  loss_steps: Sequence[float],
+  losses: Sequence[float],
+  query_steps: Sequence[float],
+  *,
+  window: int = 1,
+) -> np.ndarray:
   """The monotone training loss at ``query_steps`` (linear in step between logged steps; NaN outside)."""
   loss_steps, query_steps = _as_1d(loss_steps, "loss_steps"), _as_1d(query_steps, "query_steps")
   if len(loss_steps) != len(losses) or not len(loss_steps):
-    raise ValueError(f"loss_steps ({len(loss_steps)}) and losses ({len(losses)}) must be equally long and "
-                     "non-empty.")
+    raise ValueError(
+      f"loss_steps ({len(loss_steps)}) and losses ({len(losses)}) must be equally long and "
+      "non-empty."
+    )
   _check_steps(loss_steps, "loss_steps")
   curve = monotone_loss_curve(losses, window=window)
   return np.interp(query_steps, loss_steps, curve, left=np.nan, right=np.nan)
 
 
-def interpolate_at_levels(eval_losses: Sequence[float], values: Sequence[float],
-                          levels: Sequence[float]) -> np.ndarray:
+def interpolate_at_levels(
+  eval_losses: Sequence[float], values: Sequence[float], levels: Sequence[float]
+) -> np.ndarray:
   """Each level's metric value, linear in loss between the evaluations bracketing it (NaN if none do).
 
   Args:
@@ -72,13 +82,21 @@ def interpolate_at_levels(eval_losses: Sequence[float], values: Sequence[float],
     values: the metric at each evaluation (NaN entries are skipped).
     levels: training-loss levels to read the metric at.
   """
-  eval_losses, values, levels = _as_1d(eval_losses, "eval_losses"), _as_1d(values, "values"), _as_1d(levels, "levels")
+  eval_losses, values, levels = (
+    _as_1d(eval_losses, "eval_losses"),
+    _as_1d(values, "values"),
+    _as_1d(levels, "levels"),
+  )
   if len(eval_losses) != len(values):
-    raise ValueError(f"eval_losses ({len(eval_losses)}) and values ({len(values)}) must be equally long.")
+    raise ValueError(
+      f"eval_losses ({len(eval_losses)}) and values ({len(values)}) must be equally long."
+    )
   known = np.isfinite(eval_losses) & np.isfinite(values)
   eval_losses, values = eval_losses[known], values[known]
   if np.any(np.diff(eval_losses) > 0):
-    raise ValueError("eval_losses must be non-increasing; pass the monotone curve of loss_at_steps.")
+    raise ValueError(
+      "eval_losses must be non-increasing; pass the monotone curve of loss_at_steps."
+    )
   result = np.full(len(levels), np.nan)
   for index, level in enumerate(levels):
     reached = np.flatnonzero(eval_losses <= level)
@@ -94,8 +112,15 @@ def interpolate_at_levels(eval_losses: Sequence[float], values: Sequence[float],
   return result
 
 
-def matched_metric(loss_steps: Sequence[float], losses: Sequence[float], metric_steps: Sequence[float],
-                   metric_values: Sequence[float], levels: Sequence[float], *, window: int = 1) -> np.ndarray:
+def matched_metric(
+  loss_steps: Sequence[float],
+  losses: Sequence[float],
+  metric_steps: Sequence[float],
+  metric_values: Sequence[float],
+  levels: Sequence[float],
+  *,
+  window: int = 1,
+) -> np.ndarray:
   """One run's metric at each training-loss level (steps 1-3 of the module docstring)."""
   metric_steps = _as_1d(metric_steps, "metric_steps")
   _check_steps(metric_steps, "metric_steps")
@@ -103,7 +128,9 @@ def matched_metric(loss_steps: Sequence[float], losses: Sequence[float], metric_
   return interpolate_at_levels(eval_losses, metric_values, levels)
 
 
-def common_loss_levels(eval_losses_per_run: Sequence[Sequence[float]], num_levels: int) -> np.ndarray:
+def common_loss_levels(
+  eval_losses_per_run: Sequence[Sequence[float]], num_levels: int
+) -> np.ndarray:
   """``num_levels`` loss levels, highest first, that every run's evaluations bracket.
 
   The range runs from the lowest loss every run reaches (the largest of the runs' final losses) up to
@@ -130,6 +157,7 @@ def common_loss_levels(eval_losses_per_run: Sequence[Sequence[float]], num_level
 @dataclasses.dataclass(frozen=True)
 class Aggregate:
   """A metric over seeds: mean, sample standard deviation (NaN below two seeds) and seed count."""
+
   mean: float
   std: float
   count: int

@@ -19,8 +19,10 @@ A macro average over several metrics (held-out sources, downstream families) is 
 then differenced, so it is paired too and equals the mean of the per-metric differences.
 """
 
+from collections.abc import Mapping
+from collections.abc import Sequence
 import math
-from typing import Mapping, NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 from scipy import stats
@@ -30,6 +32,7 @@ METHODS = ("t", "bootstrap")
 
 class Interval(NamedTuple):
   """A paired difference (method − baseline) over seeds with its confidence interval."""
+
   mean: float
   """Mean over seeds of the per-seed difference."""
   low: float
@@ -51,8 +54,14 @@ def _check(confidence: float, method: str) -> None:
     raise ValueError(f"method={method!r} must be one of {METHODS}.")
 
 
-def interval_of_mean(differences: Sequence[float], *, confidence: float = 0.95, method: str = "t",
-                     num_resamples: int = 10_000, seed: int = 0) -> Interval:
+def interval_of_mean(
+  differences: Sequence[float],
+  *,
+  confidence: float = 0.95,
+  method: str = "t",
+  num_resamples: int = 10_000,
+  seed: int = 0,
+) -> Interval:
   """The ``confidence`` interval of the mean of ``differences`` (one per seed) by ``method``.
 
   Args:
@@ -64,7 +73,9 @@ def interval_of_mean(differences: Sequence[float], *, confidence: float = 0.95, 
   _check(confidence, method)
   d = np.asarray(differences, np.float64)
   if d.ndim != 1 or d.size < 2 or not np.all(np.isfinite(d)):
-    raise ValueError(f"need at least two finite per-seed differences for an interval; got {d.tolist()}.")
+    raise ValueError(
+      f"need at least two finite per-seed differences for an interval; got {d.tolist()}."
+    )
   n, mean = d.size, float(np.mean(d))
   if method == "t":
     half = float(stats.t.ppf((1 + confidence) / 2, n - 1) * np.std(d, ddof=1) / math.sqrt(n))
@@ -78,21 +89,26 @@ def interval_of_mean(differences: Sequence[float], *, confidence: float = 0.95, 
   return Interval(mean, float(low), float(high), n, method, confidence)
 
 
-def paired_difference(values: Mapping[int, float], baseline: Mapping[int, float], **kwargs) -> Interval:
+def paired_difference(
+  values: Mapping[int, float], baseline: Mapping[int, float], **kwargs
+) -> Interval:
   """The interval of mean_s (values[s] − baseline[s]) over seeds s; both must have the same seeds.
 
   ``kwargs`` go to ``interval_of_mean``. Unequal seed sets are an error rather than a silent
   intersection, so that no seed is dropped after looking at the results.
   """
   if set(values) != set(baseline):
-    raise ValueError(f"paired seeds differ: {sorted(values)} vs baseline {sorted(baseline)}; run every method "
-                     "on the same seeds.")
+    raise ValueError(
+      f"paired seeds differ: {sorted(values)} vs baseline {sorted(baseline)}; run every method "
+      "on the same seeds."
+    )
   seeds = sorted(values)
   return interval_of_mean([values[s] - baseline[s] for s in seeds], **kwargs)
 
 
-def add_macros(measurements: Mapping[tuple[str, int], Mapping[str, float]],
-               macros: Mapping[str, Sequence[str]]) -> dict[tuple[str, int], dict[str, float]]:
+def add_macros(
+  measurements: Mapping[tuple[str, int], Mapping[str, float]], macros: Mapping[str, Sequence[str]]
+) -> dict[tuple[str, int], dict[str, float]]:
   """A copy of ``measurements`` with each macro ``name -> [metric, ...]`` added as the per-run mean.
 
   A run lacking one of a macro's metrics is an error (a macro over a subset would not be comparable).
@@ -105,14 +121,21 @@ def add_macros(measurements: Mapping[tuple[str, int], Mapping[str, float]],
         raise ValueError(f"macro {name!r} lists no metrics; give it at least one.")
       missing = [key for key in keys if key not in metrics]
       if missing:
-        raise ValueError(f"run {run} lacks {missing} needed by macro {name!r}; measure every run the same way.")
+        raise ValueError(
+          f"run {run} lacks {missing} needed by macro {name!r}; measure every run the same way."
+        )
       out[run][name] = float(np.mean([metrics[key] for key in keys]))
   return out
 
 
-def paired_table(measurements: Mapping[tuple[str, int], Mapping[str, float]], *, baseline: str,
-                 metrics: Sequence[str], macros: Mapping[str, Sequence[str]] | None = None,
-                 **kwargs) -> dict[str, dict[str, Interval]]:
+def paired_table(
+  measurements: Mapping[tuple[str, int], Mapping[str, float]],
+  *,
+  baseline: str,
+  metrics: Sequence[str],
+  macros: Mapping[str, Sequence[str]] | None = None,
+  **kwargs,
+) -> dict[str, dict[str, Interval]]:
   """``{method: {metric: Interval}}``: every other method minus ``baseline``, paired by seed.
 
   Args:
@@ -135,21 +158,34 @@ def paired_table(measurements: Mapping[tuple[str, int], Mapping[str, float]], *,
       continue
     table[method] = {}
     for metric in [*metrics, *macros]:
-      missing = [(m, s) for m, group in ((method, runs), (baseline, by_method[baseline]))
-                 for s, values in group.items() if metric not in values]
+      missing = [
+        (m, s)
+        for m, group in ((method, runs), (baseline, by_method[baseline]))
+        for s, values in group.items()
+        if metric not in values
+      ]
       if missing:
-        raise ValueError(f"metric {metric!r} is missing from runs {missing}; measure every run the same way.")
-      table[method][metric] = paired_difference({s: v[metric] for s, v in runs.items()},
-                                                {s: v[metric] for s, v in by_method[baseline].items()}, **kwargs)
+        raise ValueError(
+          f"metric {metric!r} is missing from runs {missing}; measure every run the same way."
+        )
+      table[method][metric] = paired_difference(
+        {s: v[metric] for s, v in runs.items()},
+        {s: v[metric] for s, v in by_method[baseline].items()},
+        **kwargs,
+      )
   return table
 
 
 def format_table(table: Mapping[str, Mapping[str, Interval]], *, baseline: str) -> str:
   """A markdown table of ``paired_table``'s output: one row per (method, metric)."""
-  lines = [f"| method − {baseline} | metric | mean difference | interval | seeds | kind |",
-           "|---|---|---|---|---|---|"]
+  lines = [
+    f"| method − {baseline} | metric | mean difference | interval | seeds | kind |",
+    "|---|---|---|---|---|---|",
+  ]
   for method, rows in table.items():
     for metric, iv in rows.items():
-      lines.append(f"| {method} | {metric} | {iv.mean:+.4f} | [{iv.low:+.4f}, {iv.high:+.4f}] | {iv.num_pairs} | "
-                   f"{100 * iv.confidence:g}% {iv.method} |")
+      lines.append(
+        f"| {method} | {metric} | {iv.mean:+.4f} | [{iv.low:+.4f}, {iv.high:+.4f}] | {iv.num_pairs} | "
+        f"{100 * iv.confidence:g}% {iv.method} |"
+      )
   return "\n".join(lines) + "\n"

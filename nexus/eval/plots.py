@@ -4,8 +4,9 @@ Figures are built with ``matplotlib.figure.Figure`` and saved with the Agg canva
 display is involved. One colour per optimizer group; seeds of a group share it.
 """
 
+from collections.abc import Mapping
+from collections.abc import Sequence
 import math
-from typing import Mapping, Optional, Sequence
 
 from matplotlib import figure as figure_lib
 import numpy as np
@@ -19,14 +20,18 @@ Groups = Mapping[str, Sequence[runs_lib.Run]]
 def _grid(num_panels: int, panel_size: tuple[float, float] = (4.2, 3.2)):
   columns = min(3, num_panels)
   rows = math.ceil(num_panels / columns)
-  fig = figure_lib.Figure(figsize=(panel_size[0] * columns, panel_size[1] * rows), layout="constrained")
+  fig = figure_lib.Figure(
+    figsize=(panel_size[0] * columns, panel_size[1] * rows), layout="constrained"
+  )
   axes = fig.subplots(rows, columns, squeeze=False).ravel()
   for unused in axes[num_panels:]:
     unused.set_visible(False)
   return fig, axes
 
 
-def _x_values(run: runs_lib.Run, steps: np.ndarray, x_axis: str, loss_key: str, window: int) -> np.ndarray:
+def _x_values(
+  run: runs_lib.Run, steps: np.ndarray, x_axis: str, loss_key: str, window: int
+) -> np.ndarray:
   if x_axis == "step":
     return steps.astype(np.float64)
   loss_steps, losses = run.curve(loss_key)
@@ -35,8 +40,9 @@ def _x_values(run: runs_lib.Run, steps: np.ndarray, x_axis: str, loss_key: str, 
   return matched.loss_at_steps(loss_steps, losses, steps, window=window)
 
 
-def plot_curves(groups: Groups, keys: Sequence[str], path: str, *, x_axis: str, loss_key: str,
-                window: int = 1) -> bool:
+def plot_curves(
+  groups: Groups, keys: Sequence[str], path: str, *, x_axis: str, loss_key: str, window: int = 1
+) -> bool:
   """One panel per metric key, one line per run, against ``x_axis`` ("step" or "train_loss").
 
   Against training loss, x is the monotone (smoothed, running-minimum) training loss of ``nexus.eval.matched``
@@ -58,8 +64,13 @@ def plot_curves(groups: Groups, keys: Sequence[str], path: str, *, x_axis: str, 
         known = np.isfinite(x)
         if not np.any(known):
           continue
-        axis.plot(x[known], values[known], color=color, marker="." if known.sum() < 30 else None,
-                  label=optimizer if seed_index == 0 else None)
+        axis.plot(
+          x[known],
+          values[known],
+          color=color,
+          marker="." if known.sum() < 30 else None,
+          label=optimizer if seed_index == 0 else None,
+        )
         plotted = True
   if not plotted:
     return False
@@ -75,7 +86,9 @@ def plot_curves(groups: Groups, keys: Sequence[str], path: str, *, x_axis: str, 
   return True
 
 
-def _group_cosine(members: Sequence[runs_lib.Run]) -> Optional[tuple[list[str], np.ndarray, int, int]]:
+def _group_cosine(
+  members: Sequence[runs_lib.Run],
+) -> tuple[list[str], np.ndarray, int, int] | None:
   """The seed-mean of each run's last logged cosine matrix: (sources, matrix, last step, seeds used)."""
   matrices, sources, steps = [], None, []
   for run in members:
@@ -89,7 +102,9 @@ def _group_cosine(members: Sequence[runs_lib.Run]) -> Optional[tuple[list[str], 
     if list(names) != sources or matrix.shape != (len(sources), len(sources)):
       continue
     matrices.append(matrix)
-    steps.append(max(int(r["step"]) for r in run.records if r.get("geometry/cosine_matrix") is not None))
+    steps.append(
+      max(int(r["step"]) for r in run.records if r.get("geometry/cosine_matrix") is not None)
+    )
   if not matrices:
     return None
   return sources, np.mean(matrices, axis=0), max(steps), len(matrices)
@@ -101,8 +116,11 @@ def plot_cosine_heatmaps(groups: Groups, path: str) -> bool:
   Seeds whose source list differs from the group's first are left out. Returns False (and writes
   nothing) when no run logged a cosine matrix.
   """
-  panels = [(optimizer, found) for optimizer, members in groups.items()
-            if (found := _group_cosine(members)) is not None]
+  panels = [
+    (optimizer, found)
+    for optimizer, members in groups.items()
+    if (found := _group_cosine(members)) is not None
+  ]
   if not panels:
     return False
   fig, axes = _grid(len(panels), panel_size=(4.6, 4.0))
@@ -111,8 +129,15 @@ def plot_cosine_heatmaps(groups: Groups, path: str) -> bool:
     axis.set_xticks(range(len(sources)), sources, rotation=45, ha="right", fontsize=8)
     axis.set_yticks(range(len(sources)), sources, fontsize=8)
     for (row, column), value in np.ndenumerate(matrix):
-      axis.text(column, row, f"{value:.2f}", ha="center", va="center", fontsize=7,
-                color="white" if abs(value) > 0.6 else "black")
+      axis.text(
+        column,
+        row,
+        f"{value:.2f}",
+        ha="center",
+        va="center",
+        fontsize=7,
+        color="white" if abs(value) > 0.6 else "black",
+      )
     axis.set_title(f"{optimizer}: step {step}, {num_seeds} seed(s)", fontsize=9)
     fig.colorbar(image, ax=axis, shrink=0.8)
   fig.savefig(path, dpi=100)

@@ -9,10 +9,10 @@ documented in ``nexus.eval.matched``; closeness, usually measured once at the en
 end-of-training table (and at matched loss only for levels its measurements bracket).
 """
 
+from collections.abc import Sequence
 import dataclasses
 import math
 import os
-from typing import Optional, Sequence
 
 import numpy as np
 
@@ -23,19 +23,37 @@ from nexus.eval import runs as runs_lib
 
 STEP = "step"
 _HEADLINE_KEYS = ("eval/ood_loss_macro", "eval/loss_macro")
-_GEOMETRY_AND_CLOSENESS_KEYS = ("geometry/mean_cosine", "closeness/mean_sq_dist", "closeness/spread")
+_GEOMETRY_AND_CLOSENESS_KEYS = (
+  "geometry/mean_cosine",
+  "closeness/mean_sq_dist",
+  "closeness/spread",
+)
 _EVAL_LOSS_PREFIXES = ("eval/loss", "eval/ood_loss")
 # Paired rows: losses macro and per held-out source (validation eval/ and reported test/), downstream per
 # family, geometry and closeness.
-_PAIRED_PREFIXES = ("eval/loss_macro", "eval/ood_loss", "test/loss_macro", "test/ood_loss", "downstream/",
-                    "geometry/mean_cosine", "closeness/mean_sq_dist", "closeness/spread")
-_PAIRED_DOWNSTREAM_SUFFIXES = ("/accuracy", "/answer_nll", "/answer_token_accuracy", "/completion_nll",
-                               "/completion_token_accuracy")
+_PAIRED_PREFIXES = (
+  "eval/loss_macro",
+  "eval/ood_loss",
+  "test/loss_macro",
+  "test/ood_loss",
+  "downstream/",
+  "geometry/mean_cosine",
+  "closeness/mean_sq_dist",
+  "closeness/spread",
+)
+_PAIRED_DOWNSTREAM_SUFFIXES = (
+  "/accuracy",
+  "/answer_nll",
+  "/answer_token_accuracy",
+  "/completion_nll",
+  "/completion_token_accuracy",
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class TableRow:
   """One table row: its label (a loss level, or "final"), the optimizer and each column's aggregate."""
+
   label: str
   optimizer: str
   num_seeds: int
@@ -45,6 +63,7 @@ class TableRow:
 @dataclasses.dataclass(frozen=True)
 class Report:
   """What ``write_report`` wrote and the tables' values."""
+
   path: str
   plots: list[str]
   levels: np.ndarray
@@ -56,36 +75,47 @@ class Report:
 def table_keys(runs: Sequence[runs_lib.Run]) -> list[str]:
   """The table's metric columns that at least one run logged, in reading order."""
   logged = set().union(*(run.keys() for run in runs))
-  downstream = sorted(key for key in logged if key.startswith("downstream/") and key.endswith("/accuracy"))
+  downstream = sorted(
+    key for key in logged if key.startswith("downstream/") and key.endswith("/accuracy")
+  )
   ordered = list(_HEADLINE_KEYS) + downstream + list(_GEOMETRY_AND_CLOSENESS_KEYS)
   return [key for key in ordered if key in logged]
 
 
-def _evaluation_losses(run: runs_lib.Run, keys: Sequence[str], loss_key: str, window: int) -> np.ndarray:
+def _evaluation_losses(
+  run: runs_lib.Run, keys: Sequence[str], loss_key: str, window: int
+) -> np.ndarray:
   """The monotone training loss at the steps where the run logged any table metric (else at every step)."""
   loss_steps, losses = run.curve(loss_key)
   steps = sorted({int(s) for key in keys for s in run.curve(key)[0]}) or loss_steps
   return matched.loss_at_steps(loss_steps, losses, steps, window=window)
 
 
-def matched_table(groups: plots.Groups, keys: Sequence[str], levels: Sequence[float], *, loss_key: str,
-                  window: int) -> list[TableRow]:
+def matched_table(
+  groups: plots.Groups, keys: Sequence[str], levels: Sequence[float], *, loss_key: str, window: int
+) -> list[TableRow]:
   """Rows (level, optimizer): the step reaching each level and every metric interpolated there."""
   per_group = {}
   for optimizer, members in groups.items():
     values = {column: [] for column in [STEP, *keys]}
     for run in members:
       loss_steps, losses = run.curve(loss_key)
-      values[STEP].append(matched.matched_metric(loss_steps, losses, loss_steps, loss_steps, levels, window=window))
+      values[STEP].append(
+        matched.matched_metric(loss_steps, losses, loss_steps, loss_steps, levels, window=window)
+      )
       for key in keys:
         steps, metric = run.curve(key)
-        values[key].append(matched.matched_metric(loss_steps, losses, steps, metric, levels, window=window))
+        values[key].append(
+          matched.matched_metric(loss_steps, losses, steps, metric, levels, window=window)
+        )
     per_group[optimizer] = values
   rows = []
   for index, level in enumerate(levels):
     for optimizer, values in per_group.items():
-      cells = {column: matched.aggregate([seed_values[index] for seed_values in per_seed])
-               for column, per_seed in values.items()}
+      cells = {
+        column: matched.aggregate([seed_values[index] for seed_values in per_seed])
+        for column, per_seed in values.items()
+      }
       rows.append(TableRow(f"{level:.4g}", optimizer, len(groups[optimizer]), cells))
   return rows
 
@@ -97,7 +127,9 @@ def final_table(groups: plots.Groups, keys: Sequence[str], *, loss_key: str) -> 
     cells = {STEP: matched.aggregate([max(int(r["step"]) for r in run.records) for run in members])}
     for key in [loss_key, *keys]:
       last_values = [run.curve(key)[1][-1:] for run in members]
-      cells[key] = matched.aggregate([values[0] if len(values) else math.nan for values in last_values])
+      cells[key] = matched.aggregate(
+        [values[0] if len(values) else math.nan for values in last_values]
+      )
     rows.append(TableRow("final", optimizer, len(members), cells))
   return rows
 
@@ -105,27 +137,45 @@ def final_table(groups: plots.Groups, keys: Sequence[str], *, loss_key: str) -> 
 def paired_keys(runs: Sequence[runs_lib.Run]) -> list[str]:
   """The paired table's metrics: those of ``_PAIRED_PREFIXES`` that every run logged as a number, sorted."""
   common = set.intersection(*(run.keys() for run in runs))
-  keys = [key for key in common if key.startswith(_PAIRED_PREFIXES)
-          and (not key.startswith("downstream/") or key.endswith(_PAIRED_DOWNSTREAM_SUFFIXES))]
+  keys = [
+    key
+    for key in common
+    if key.startswith(_PAIRED_PREFIXES)
+    and (not key.startswith("downstream/") or key.endswith(_PAIRED_DOWNSTREAM_SUFFIXES))
+  ]
   return sorted(key for key in keys if all(len(run.curve(key)[0]) for run in runs))
 
 
-def paired_section(groups: plots.Groups, keys: Sequence[str], baseline: Optional[str]) -> str:
+def paired_section(groups: plots.Groups, keys: Sequence[str], baseline: str | None) -> str:
   """Markdown: each method minus ``baseline`` (default: adamw if present, else the first), paired by seed."""
   if baseline is None:
     baseline = "adamw" if "adamw" in groups else next(iter(groups))
   if baseline not in groups:
     raise ValueError(f"baseline {baseline!r} is not among the compared optimizers {list(groups)}.")
-  seed_sets = {optimizer: sorted(run.seed for run in members) for optimizer, members in groups.items()}
-  if len(groups) < 2 or len(set(map(tuple, seed_sets.values()))) != 1 or len(seed_sets[baseline]) < 2 or not keys:
-    return (f"Not computed: it needs two or more optimizers run on the same two or more seeds and metrics that "
-            f"every run logged (seeds per optimizer: {seed_sets}).")
-  measurements = {(optimizer, run.seed): {key: float(run.curve(key)[1][-1]) for key in keys}
-                  for optimizer, members in groups.items() for run in members}
+  seed_sets = {
+    optimizer: sorted(run.seed for run in members) for optimizer, members in groups.items()
+  }
+  if (
+    len(groups) < 2
+    or len(set(map(tuple, seed_sets.values()))) != 1
+    or len(seed_sets[baseline]) < 2
+    or not keys
+  ):
+    return (
+      f"Not computed: it needs two or more optimizers run on the same two or more seeds and metrics that "
+      f"every run logged (seeds per optimizer: {seed_sets})."
+    )
+  measurements = {
+    (optimizer, run.seed): {key: float(run.curve(key)[1][-1]) for key in keys}
+    for optimizer, members in groups.items()
+    for run in members
+  }
   table = paired.paired_table(measurements, baseline=baseline, metrics=keys)
-  return ("Each run's last logged value minus the baseline's with the same seed (same data order and init); "
-          "mean over seeds and its 95% Student t interval. An interval that excludes 0 is a difference "
-          "resolved by these seeds.\n\n" + paired.format_table(table, baseline=baseline).rstrip("\n"))
+  return (
+    "Each run's last logged value minus the baseline's with the same seed (same data order and init); "
+    "mean over seeds and its 95% Student t interval. An interval that excludes 0 is a difference "
+    "resolved by these seeds.\n\n" + paired.format_table(table, baseline=baseline).rstrip("\n")
+  )
 
 
 def _number(value: float) -> str:
@@ -140,7 +190,9 @@ def format_cell(cell: matched.Aggregate, num_seeds: int) -> str:
   return text if cell.count == num_seeds else f"{text} (n={cell.count}/{num_seeds})"
 
 
-def markdown_table(rows: Sequence[TableRow], columns: Sequence[str], label_header: Optional[str]) -> str:
+def markdown_table(
+  rows: Sequence[TableRow], columns: Sequence[str], label_header: str | None
+) -> str:
   """A markdown table with an optional label column, then the optimizer, then ``columns``."""
   headers = ([label_header] if label_header else []) + ["optimizer", *columns]
   lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
@@ -152,12 +204,17 @@ def markdown_table(rows: Sequence[TableRow], columns: Sequence[str], label_heade
 
 
 def _runs_table(groups: plots.Groups, loss_key: str) -> str:
-  lines = [f"| optimizer | seeds | workdirs | last step | last {loss_key} |", "|---|---|---|---|---|"]
+  lines = [
+    f"| optimizer | seeds | workdirs | last step | last {loss_key} |",
+    "|---|---|---|---|---|",
+  ]
   for optimizer, members in groups.items():
     last_steps = ", ".join(str(max(int(r["step"]) for r in run.records)) for run in members)
     last_losses = ", ".join(_number(run.curve(loss_key)[1][-1]) for run in members)
-    lines.append(f"| {optimizer} | {', '.join(str(run.seed) for run in members)} | "
-                 f"{', '.join(f'`{run.workdir}`' for run in members)} | {last_steps} | {last_losses} |")
+    lines.append(
+      f"| {optimizer} | {', '.join(str(run.seed) for run in members)} | "
+      f"{', '.join(f'`{run.workdir}`' for run in members)} | {last_steps} | {last_losses} |"
+    )
   return "\n".join(lines)
 
 
@@ -168,16 +225,27 @@ def _check_options(runs, loss_key, target_losses, num_levels, window) -> None:
     raise ValueError(f"num_levels={num_levels!r} must be a positive integer.")
   if not isinstance(window, int) or window < 1:
     raise ValueError(f"window={window!r} must be a positive integer (1: no smoothing).")
-  if target_losses is not None and (not len(target_losses) or not all(math.isfinite(x) for x in target_losses)):
-    raise ValueError(f"target_losses={list(target_losses)} must be a non-empty list of finite losses.")
+  if target_losses is not None and (
+    not len(target_losses) or not all(math.isfinite(x) for x in target_losses)
+  ):
+    raise ValueError(
+      f"target_losses={list(target_losses)} must be a non-empty list of finite losses."
+    )
   for run in runs:
     if not len(run.curve(loss_key)[0]):
       raise ValueError(f"run {run.workdir!r} logged no {loss_key!r}; choose another --loss_key.")
 
 
-def write_report(runs: Sequence[runs_lib.Run], out_dir: str, *, loss_key: str = "train/loss",
-                 target_losses: Optional[Sequence[float]] = None, num_levels: int = 3,
-                 window: int = 1, baseline: Optional[str] = None) -> Report:
+def write_report(
+  runs: Sequence[runs_lib.Run],
+  out_dir: str,
+  *,
+  loss_key: str = "train/loss",
+  target_losses: Sequence[float] | None = None,
+  num_levels: int = 3,
+  window: int = 1,
+  baseline: str | None = None,
+) -> Report:
   """Writes ``<out_dir>/report.md`` and its PNG plots for ``runs``; returns the paths and table values.
 
   Args:
@@ -195,7 +263,9 @@ def write_report(runs: Sequence[runs_lib.Run], out_dir: str, *, loss_key: str = 
   os.makedirs(out_dir, exist_ok=True)
   keys = table_keys(runs)
   if target_losses is None:
-    levels = matched.common_loss_levels([_evaluation_losses(run, keys, loss_key, window) for run in runs], num_levels)
+    levels = matched.common_loss_levels(
+      [_evaluation_losses(run, keys, loss_key, window) for run in runs], num_levels
+    )
   else:
     levels = np.sort(np.asarray(target_losses, np.float64))[::-1]
   matched_rows = matched_table(groups, keys, levels, loss_key=loss_key, window=window)
@@ -206,44 +276,69 @@ def write_report(runs: Sequence[runs_lib.Run], out_dir: str, *, loss_key: str = 
   eval_loss_keys = sorted(key for key in logged if key.startswith(_EVAL_LOSS_PREFIXES))
   measurement_keys = [key for key in keys if key not in _HEADLINE_KEYS]
   figures = [
-      ("Loss against steps", "loss_vs_step.png",
-       lambda path: plots.plot_curves(groups, [loss_key, *eval_loss_keys], path, x_axis="step", loss_key=loss_key,
-                                      window=window)),
-      ("Evaluation loss against training loss", "loss_vs_train_loss.png",
-       lambda path: plots.plot_curves(groups, eval_loss_keys, path, x_axis="train_loss", loss_key=loss_key,
-                                      window=window)),
-      ("Accuracy, gradient cosine and closeness against training loss", "measurements_vs_train_loss.png",
-       lambda path: plots.plot_curves(groups, measurement_keys, path, x_axis="train_loss", loss_key=loss_key,
-                                      window=window)),
-      ("Cross-source gradient cosine (last logged, mean over seeds)", "cosine_heatmaps.png",
-       lambda path: plots.plot_cosine_heatmaps(groups, path)),
+    (
+      "Loss against steps",
+      "loss_vs_step.png",
+      lambda path: plots.plot_curves(
+        groups, [loss_key, *eval_loss_keys], path, x_axis="step", loss_key=loss_key, window=window
+      ),
+    ),
+    (
+      "Evaluation loss against training loss",
+      "loss_vs_train_loss.png",
+      lambda path: plots.plot_curves(
+        groups, eval_loss_keys, path, x_axis="train_loss", loss_key=loss_key, window=window
+      ),
+    ),
+    (
+      "Accuracy, gradient cosine and closeness against training loss",
+      "measurements_vs_train_loss.png",
+      lambda path: plots.plot_curves(
+        groups, measurement_keys, path, x_axis="train_loss", loss_key=loss_key, window=window
+      ),
+    ),
+    (
+      "Cross-source gradient cosine (last logged, mean over seeds)",
+      "cosine_heatmaps.png",
+      lambda path: plots.plot_cosine_heatmaps(groups, path),
+    ),
   ]
   written = [(title, name) for title, name, draw in figures if draw(os.path.join(out_dir, name))]
 
   optimizers = " vs ".join(groups)
   matched_section = (
-      markdown_table(matched_rows, [STEP, *keys], loss_key) if len(levels)
-      else "The runs' training losses share no range between their evaluations: no level to match.")
+    markdown_table(matched_rows, [STEP, *keys], loss_key)
+    if len(levels)
+    else "The runs' training losses share no range between their evaluations: no level to match."
+  )
   sections = [
-      f"# Comparison: {optimizers}",
-      f"{len(runs)} run(s); cells are mean ± sample std over a group's seeds, `–` where not logged or not reached.",
-      "## Runs",
-      _runs_table(groups, loss_key),
-      "## At matched training loss",
-      (f"Each row is a level of `{loss_key}` (trailing mean over {window} logged value(s), then running "
-       "minimum). `step` is when the run first reaches it; every metric is interpolated linearly in that loss "
-       "between the two evaluations that bracket the level, never extrapolated."),
-      matched_section,
-      "## At the end of training",
-      "Each run's last logged value.",
-      markdown_table(final_rows, [STEP, loss_key, *keys], None),
-      "## Paired differences at the end of training",
-      paired_text,
-      "## Plots",
-      *[f"### {title}\n\n![{title}]({name})" for title, name in written],
+    f"# Comparison: {optimizers}",
+    f"{len(runs)} run(s); cells are mean ± sample std over a group's seeds, `–` where not logged or not reached.",
+    "## Runs",
+    _runs_table(groups, loss_key),
+    "## At matched training loss",
+    (
+      f"Each row is a level of `{loss_key}` (trailing mean over {window} logged value(s), then running "
+      "minimum). `step` is when the run first reaches it; every metric is interpolated linearly in that loss "
+      "between the two evaluations that bracket the level, never extrapolated."
+    ),
+    matched_section,
+    "## At the end of training",
+    "Each run's last logged value.",
+    markdown_table(final_rows, [STEP, loss_key, *keys], None),
+    "## Paired differences at the end of training",
+    paired_text,
+    "## Plots",
+    *[f"### {title}\n\n![{title}]({name})" for title, name in written],
   ]
   path = os.path.join(out_dir, "report.md")
   with open(path, "w", encoding="utf-8") as f:
     f.write("\n\n".join(sections) + "\n")
-  return Report(path=path, plots=[os.path.join(out_dir, name) for _, name in written], levels=levels,
-                columns=[STEP, *keys], matched_rows=matched_rows, final_rows=final_rows)
+  return Report(
+    path=path,
+    plots=[os.path.join(out_dir, name) for _, name in written],
+    levels=levels,
+    columns=[STEP, *keys],
+    matched_rows=matched_rows,
+    final_rows=final_rows,
+  )

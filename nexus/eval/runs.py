@@ -5,11 +5,12 @@ writes training and evaluation metrics of one step as separate records); ``confi
 config with ``opt.name``, ``seed`` and ``name``. Runs of the same optimizer are seeds of one group.
 """
 
+from collections.abc import Sequence
 import dataclasses
 import json
 import math
 import os
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -17,6 +18,7 @@ import numpy as np
 @dataclasses.dataclass(frozen=True)
 class Run:
   """One run's identity and metric records (in file order)."""
+
   workdir: str
   name: str
   optimizer: str
@@ -33,9 +35,13 @@ class Run:
     steps = np.asarray(sorted(by_step), np.int64)
     return steps, np.asarray([by_step[s] for s in steps], np.float64)
 
-  def last(self, key: str) -> Optional[Any]:
+  def last(self, key: str) -> Any | None:
     """The value of ``key`` in the latest record that has it (None if no record does)."""
-    found = [(int(record["step"]), index) for index, record in enumerate(self.records) if record.get(key) is not None]
+    found = [
+      (int(record["step"]), index)
+      for index, record in enumerate(self.records)
+      if record.get(key) is not None
+    ]
     return self.records[max(found)[1]][key] if found else None
 
   def keys(self) -> set[str]:
@@ -62,7 +68,10 @@ def load_run(workdir: str) -> Run:
   """Reads a run's config and metrics; a missing or malformed file is a one-line ValueError."""
   if not os.path.isdir(workdir):
     raise ValueError(f"workdir {workdir!r} does not exist; pass the --workdir of a training run.")
-  metrics_path, config_path = os.path.join(workdir, "metrics.jsonl"), os.path.join(workdir, "config.json")
+  metrics_path, config_path = (
+    os.path.join(workdir, "metrics.jsonl"),
+    os.path.join(workdir, "config.json"),
+  )
   if not os.path.isfile(metrics_path):
     raise ValueError(f"{metrics_path} is missing; the run has not logged any metrics yet.")
   if not os.path.isfile(config_path):
@@ -78,8 +87,13 @@ def load_run(workdir: str) -> Run:
   records = _read_json_lines(metrics_path)
   if not records:
     raise ValueError(f"{metrics_path} has no records; the run has not logged any metrics yet.")
-  return Run(workdir=workdir, name=str(config.get("name", os.path.basename(os.path.normpath(workdir)))),
-             optimizer=optimizer, seed=config["seed"], records=tuple(records))
+  return Run(
+    workdir=workdir,
+    name=str(config.get("name", os.path.basename(os.path.normpath(workdir)))),
+    optimizer=optimizer,
+    seed=config["seed"],
+    records=tuple(records),
+  )
 
 
 def group_by_optimizer(runs: Sequence[Run]) -> dict[str, list[Run]]:
@@ -90,7 +104,9 @@ def group_by_optimizer(runs: Sequence[Run]) -> dict[str, list[Run]]:
   for optimizer, members in groups.items():
     seeds = [run.seed for run in members]
     if len(set(seeds)) != len(seeds):
-      raise ValueError(f"runs {[run.workdir for run in members]} are all optimizer {optimizer!r} with seeds "
-                       f"{seeds}: a group's runs must be distinct seeds; compare other variants separately.")
+      raise ValueError(
+        f"runs {[run.workdir for run in members]} are all optimizer {optimizer!r} with seeds "
+        f"{seeds}: a group's runs must be distinct seeds; compare other variants separately."
+      )
     members.sort(key=lambda run: run.seed)
   return groups

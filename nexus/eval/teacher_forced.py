@@ -24,8 +24,10 @@ in Chen et al. (2026), arXiv:2604.09258; teacher-forced likelihood as a smoother
 (Schaeffer et al., *Are Emergent Abilities of Large Language Models a Mirage?*, NeurIPS 2023).
 """
 
+from collections.abc import Callable
+from collections.abc import Sequence
 import dataclasses
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -35,12 +37,19 @@ from nexus.data import word_problems
 
 LogitsFn = Callable[[Any, jax.Array], jax.Array]
 Encode = Callable[[str], list[int]]
-METRICS = ("completion_nll", "completion_token_accuracy", "answer_nll", "answer_token_accuracy", "truncated")
+METRICS = (
+  "completion_nll",
+  "completion_token_accuracy",
+  "answer_nll",
+  "answer_token_accuracy",
+  "truncated",
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class ForcedTask:
   """Problems scored by teacher forcing: each completion continues its prompt and ends with its answer."""
+
   name: str
   prompts: tuple[str, ...]
   completions: tuple[str, ...]
@@ -50,35 +59,48 @@ class ForcedTask:
     for field in ("prompts", "completions", "answers"):
       object.__setattr__(self, field, tuple(getattr(self, field)))
     if not self.name or "/" in self.name:
-      raise ValueError(f"task name {self.name!r} must be non-empty without '/' (it is a metric-name part).")
+      raise ValueError(
+        f"task name {self.name!r} must be non-empty without '/' (it is a metric-name part)."
+      )
     if not self.prompts or not len(self.prompts) == len(self.completions) == len(self.answers):
-      raise ValueError(f"task {self.name!r} needs as many completions ({len(self.completions)}) and answers "
-                       f"({len(self.answers)}) as prompts ({len(self.prompts)}), at least one.")
+      raise ValueError(
+        f"task {self.name!r} needs as many completions ({len(self.completions)}) and answers "
+        f"({len(self.answers)}) as prompts ({len(self.prompts)}), at least one."
+      )
     for completion, answer in zip(self.completions, self.answers):
       if not answer or not completion.endswith(answer):
-        raise ValueError(f"task {self.name!r}: completion {completion[-40:]!r} does not end with its non-empty "
-                         f"answer {answer!r}; the answer must be the completion's last characters.")
+        raise ValueError(
+          f"task {self.name!r}: completion {completion[-40:]!r} does not end with its non-empty "
+          f"answer {answer!r}; the answer must be the completion's last characters."
+        )
 
 
 def math_forced_task(family: str, *, num: int, seed: int, split: str) -> ForcedTask:
   """``num`` problems of a generated math family (``nexus.data.word_problems.math_examples``) from ``split``."""
   examples = word_problems.math_examples(family, split, num, seed)
-  return ForcedTask(name=family, prompts=tuple(e.prompt for e in examples),
-                    completions=tuple(e.completion for e in examples), answers=tuple(e.answer for e in examples))
+  return ForcedTask(
+    name=family,
+    prompts=tuple(e.prompt for e in examples),
+    completions=tuple(e.completion for e in examples),
+    answers=tuple(e.answer for e in examples),
+  )
 
 
-def _encode(encode: Encode, bos_id: int, max_len: int, prompt: str, completion: str,
-            answer: str) -> tuple[list[int], int, int, bool]:
+def _encode(
+  encode: Encode, bos_id: int, max_len: int, prompt: str, completion: str, answer: str
+) -> tuple[list[int], int, int, bool]:
   """Token ids ``[BOS] prompt body answer`` (their last ``max_len + 1``), where completion and answer start in
   them, and whether the front was cut."""
   prefix = [bos_id] + list(encode(prompt))
-  body = list(encode(completion[:len(completion) - len(answer)]))
+  body = list(encode(completion[: len(completion) - len(answer)]))
   final = list(encode(answer))
   ids, completion_start, answer_start = prefix + body + final, len(prefix), len(prefix) + len(body)
   cut = max(0, len(ids) - (max_len + 1))
   if answer_start - cut < 1:
-    raise ValueError(f"answer {answer!r} is {len(final)} tokens, more than max_len={max_len} can score; use a longer "
-                     "context.")
+    raise ValueError(
+      f"answer {answer!r} is {len(final)} tokens, more than max_len={max_len} can score; use a longer "
+      "context."
+    )
   return ids[cut:], max(completion_start - cut, 1), answer_start - cut, cut > 0
 
 
@@ -91,13 +113,18 @@ def _chunk_scores(logits_fn: LogitsFn):
     log_probs = jax.nn.log_softmax(logits, axis=-1)
     nll = -jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
     hit = (jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32)
-    return tuple(jnp.sum(value * mask, axis=-1) for mask in (completion_mask, answer_mask) for value in (nll, hit))
+    return tuple(
+      jnp.sum(value * mask, axis=-1)
+      for mask in (completion_mask, answer_mask)
+      for value in (nll, hit)
+    )
 
   return jax.jit(scores)
 
 
-def make_teacher_forced(logits_fn: LogitsFn, encode: Encode, *, bos_id: int, max_len: int,
-                        chunk_size: int = 64) -> Callable[[Any, Sequence[ForcedTask]], dict[str, float]]:
+def make_teacher_forced(
+  logits_fn: LogitsFn, encode: Encode, *, bos_id: int, max_len: int, chunk_size: int = 64
+) -> Callable[[Any, Sequence[ForcedTask]], dict[str, float]]:
   """Builds ``score(params, tasks) -> {"downstream/<task>/<metric>": float}`` (metrics in ``METRICS``).
 
   Args:
@@ -116,33 +143,44 @@ def make_teacher_forced(logits_fn: LogitsFn, encode: Encode, *, bos_id: int, max
     names = [task.name for task in tasks]
     if not tasks or len(set(names)) != len(names):
       raise ValueError(f"task names {names} must be at least one and distinct.")
-    encoded = {task.name: [_encode(encode, bos_id, max_len, *example)
-                           for example in zip(task.prompts, task.completions, task.answers)] for task in tasks}
+    encoded = {
+      task.name: [
+        _encode(encode, bos_id, max_len, *example)
+        for example in zip(task.prompts, task.completions, task.answers)
+      ]
+      for task in tasks
+    }
     longest = max(len(row[0]) for rows in encoded.values() for row in rows)
-    length = min(max_len, -(-(longest - 1) // 32) * 32)  # one shape for every chunk: one compilation
+    length = min(
+      max_len, -(-(longest - 1) // 32) * 32
+    )  # one shape for every chunk: one compilation
     metrics = {}
     for name, rows in encoded.items():
       sums = np.zeros((len(rows), 4))
       for start in range(0, len(rows), chunk_size):
-        chunk = rows[start:start + chunk_size]
+        chunk = rows[start : start + chunk_size]
         tokens = np.zeros((chunk_size, length + 1), np.int32)
         masks = np.zeros((2, chunk_size, length), np.float32)
         for row, (ids, completion_start, answer_start, _) in enumerate(chunk):
-          tokens[row, :len(ids)] = ids
-          masks[0, row, completion_start - 1:len(ids) - 1] = 1.0  # target j is token j + 1
-          masks[1, row, answer_start - 1:len(ids) - 1] = 1.0
-        values = jax.device_get(scores_fn(params, jnp.asarray(tokens), jnp.asarray(masks[0]), jnp.asarray(masks[1])))
-        sums[start:start + len(chunk)] = np.stack(values, axis=-1)[:len(chunk)]
+          tokens[row, : len(ids)] = ids
+          masks[0, row, completion_start - 1 : len(ids) - 1] = 1.0  # target j is token j + 1
+          masks[1, row, answer_start - 1 : len(ids) - 1] = 1.0
+        values = jax.device_get(
+          scores_fn(params, jnp.asarray(tokens), jnp.asarray(masks[0]), jnp.asarray(masks[1]))
+        )
+        sums[start : start + len(chunk)] = np.stack(values, axis=-1)[: len(chunk)]
       completion_tokens = np.asarray([len(ids) - start for ids, start, _, _ in rows], np.float64)
       answer_tokens = np.asarray([len(ids) - start for ids, _, start, _ in rows], np.float64)
       per_problem = {
-          "completion_nll": sums[:, 0] / completion_tokens,
-          "completion_token_accuracy": sums[:, 1] / completion_tokens,
-          "answer_nll": sums[:, 2],
-          "answer_token_accuracy": sums[:, 3] / answer_tokens,
-          "truncated": np.asarray([row[3] for row in rows], np.float64),
+        "completion_nll": sums[:, 0] / completion_tokens,
+        "completion_token_accuracy": sums[:, 1] / completion_tokens,
+        "answer_nll": sums[:, 2],
+        "answer_token_accuracy": sums[:, 3] / answer_tokens,
+        "truncated": np.asarray([row[3] for row in rows], np.float64),
       }
-      metrics.update({f"downstream/{name}/{key}": float(np.mean(per_problem[key])) for key in METRICS})
+      metrics.update(
+        {f"downstream/{name}/{key}": float(np.mean(per_problem[key])) for key in METRICS}
+      )
     return metrics
 
   return score

@@ -8,10 +8,22 @@ sharding rules, shape presets and greedy generation with a key/value cache.
     losses = model_lib.per_row_loss(model, batch)   # float32[B] for tokens int32[B, L+1]
 """
 
-from nexus.model import flops, sharding
-from nexus.model.config import ATTENTION_IMPLEMENTATIONS, REMAT_POLICIES, ModelConfig
-from nexus.model.flops import device_peak_flops, model_flops_per_token
-from nexus.model.generate import generate, pad_prompts
-from nexus.model.loss import PAD_ID, chunked_next_token_loss, mean_token_loss, next_token_loss, per_row_loss
-from nexus.model.presets import PRESETS, count_params, get_preset
-from nexus.model.transformer import KVCache, Transformer
+from nexus.model import flops
+from nexus.model import sharding
+from nexus.model.config import ATTENTION_IMPLEMENTATIONS
+from nexus.model.config import REMAT_POLICIES
+from nexus.model.config import ModelConfig
+from nexus.model.flops import device_peak_flops
+from nexus.model.flops import model_flops_per_token
+from nexus.model.generate import generate
+from nexus.model.generate import pad_prompts
+from nexus.model.loss import PAD_ID
+from nexus.model.loss import chunked_next_token_loss
+from nexus.model.loss import mean_token_loss
+from nexus.model.loss import next_token_loss
+from nexus.model.loss import per_row_loss
+from nexus.model.presets import PRESETS
+from nexus.model.presets import count_params
+from nexus.model.presets import get_preset
+from nexus.model.transformer import KVCache
+from nexus.model.transformer import Transformer

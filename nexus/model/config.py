@@ -6,8 +6,9 @@ rebuilds it and rejects unknown keys. Invalid values raise a one-line ``ValueErr
 before any parameter is created or anything is compiled.
 """
 
+from collections.abc import Mapping
 import dataclasses
-from typing import Any, Mapping, Optional
+from typing import Any
 
 import jax
 
@@ -21,15 +22,16 @@ ATTENTION_IMPLEMENTATIONS = ("einsum", "xla", "cudnn")
 # Rematerialization policies by name (``jax.checkpoint_policies``); "none" disables remat and "full"
 # saves nothing (recomputes the whole layer in the backward pass).
 REMAT_POLICIES = {
-    "none": None,
-    "full": jax.checkpoint_policies.nothing_saveable,
-    "dots_saveable": jax.checkpoint_policies.dots_saveable,
-    "dots_with_no_batch_dims_saveable": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
-    # Keeps the tensors the blocks tag with ``checkpoint_name`` (see ``nexus.model.layers``): the
-    # attention inputs and output and the MLP input, so the backward pass recomputes only elementwise
-    # work and the MLP/output matmuls.
-    "save_qkv_attention": jax.checkpoint_policies.save_only_these_names(
-        "query", "key", "value", "attention"),
+  "none": None,
+  "full": jax.checkpoint_policies.nothing_saveable,
+  "dots_saveable": jax.checkpoint_policies.dots_saveable,
+  "dots_with_no_batch_dims_saveable": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+  # Keeps the tensors the blocks tag with ``checkpoint_name`` (see ``nexus.model.layers``): the
+  # attention inputs and output and the MLP input, so the backward pass recomputes only elementwise
+  # work and the MLP/output matmuls.
+  "save_qkv_attention": jax.checkpoint_policies.save_only_these_names(
+    "query", "key", "value", "attention"
+  ),
 }
 
 
@@ -95,8 +97,8 @@ class ModelConfig:
   d_model: int
   num_heads: int
   mlp_dim: int
-  num_kv_heads: Optional[int] = None
-  head_dim: Optional[int] = None
+  num_kv_heads: int | None = None
+  head_dim: int | None = None
   max_seq_len: int = 2048
   tie_embeddings: bool = False
   rope_theta: float = 10000.0
@@ -106,7 +108,7 @@ class ModelConfig:
   scan_layers: bool = True
   scan_unroll: int = 1
   attention: str = "einsum"
-  loss_chunk_size: Optional[int] = None
+  loss_chunk_size: int | None = None
   init_std: float = 0.02
 
   def __post_init__(self):
@@ -115,26 +117,36 @@ class ModelConfig:
     if self.num_kv_heads is not None:
       _check_positive_int("num_kv_heads", self.num_kv_heads)
       if self.num_heads % self.num_kv_heads:
-        raise ValueError(f"ModelConfig.num_kv_heads={self.num_kv_heads} does not divide num_heads={self.num_heads}; "
-                         "use a divisor of num_heads.")
+        raise ValueError(
+          f"ModelConfig.num_kv_heads={self.num_kv_heads} does not divide num_heads={self.num_heads}; "
+          "use a divisor of num_heads."
+        )
     if self.head_dim is None:
       if self.d_model % self.num_heads:
-        raise ValueError(f"ModelConfig.num_heads={self.num_heads} does not divide d_model={self.d_model}; "
-                         "change one of them or set head_dim explicitly.")
+        raise ValueError(
+          f"ModelConfig.num_heads={self.num_heads} does not divide d_model={self.d_model}; "
+          "change one of them or set head_dim explicitly."
+        )
     else:
       _check_positive_int("head_dim", self.head_dim)
     if self.head_size % 2:
-      raise ValueError(f"ModelConfig.head_dim={self.head_size} must be even (rotary embeddings rotate pairs).")
+      raise ValueError(
+        f"ModelConfig.head_dim={self.head_size} must be even (rotary embeddings rotate pairs)."
+      )
     _check_bool("tie_embeddings", self.tie_embeddings)
     _check_bool("scan_layers", self.scan_layers)
     _check_positive_int("scan_unroll", self.scan_unroll)
     if self.num_layers % self.scan_unroll:
-      raise ValueError(f"ModelConfig.scan_unroll={self.scan_unroll} does not divide num_layers={self.num_layers}; "
-                       "use a divisor of num_layers.")
+      raise ValueError(
+        f"ModelConfig.scan_unroll={self.scan_unroll} does not divide num_layers={self.num_layers}; "
+        "use a divisor of num_layers."
+      )
     _check_choice("attention", self.attention, ATTENTION_IMPLEMENTATIONS)
     if self.attention == "cudnn" and self.compute_dtype != "bfloat16":
-      raise ValueError(f"ModelConfig.attention='cudnn' needs compute_dtype='bfloat16', not {self.compute_dtype!r}; "
-                       "set compute_dtype or use attention='einsum'.")
+      raise ValueError(
+        f"ModelConfig.attention='cudnn' needs compute_dtype='bfloat16', not {self.compute_dtype!r}; "
+        "set compute_dtype or use attention='einsum'."
+      )
     if self.loss_chunk_size is not None:
       _check_positive_int("loss_chunk_size", self.loss_chunk_size)
     _check_positive_number("rope_theta", self.rope_theta)
@@ -160,7 +172,9 @@ class ModelConfig:
     unknown = sorted(set(values) - set(names))
     if unknown:
       raise ValueError(f"unknown ModelConfig keys {unknown}; valid keys are {names}.")
-    required = [field.name for field in dataclasses.fields(cls) if field.default is dataclasses.MISSING]
+    required = [
+      field.name for field in dataclasses.fields(cls) if field.default is dataclasses.MISSING
+    ]
     missing = [name for name in required if name not in values]
     if missing:
       raise ValueError(f"ModelConfig is missing required keys {missing}.")

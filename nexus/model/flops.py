@@ -15,7 +15,6 @@ unembedding once and the embedding not at all.
 Used by ``bench/train_step.py``, ``bench/gpu.py`` and the trainer's summary.
 """
 
-from typing import Optional
 
 import jax
 
@@ -24,17 +23,17 @@ from nexus.model.config import ModelConfig
 # Dense bfloat16 peak FLOP/s per chip, from the vendors' datasheets; matched as substrings of
 # ``device.device_kind`` (case-insensitive), first match wins, so the more specific names come first.
 PEAK_BF16_FLOPS: tuple[tuple[str, float], ...] = (
-    ("H100 PCIe", 756e12),
-    ("H100", 989e12),  # SXM
-    ("H200", 989e12),
-    ("A100", 312e12),
-    ("TPU v4", 275e12),
-    ("TPU v5 lite", 197e12),  # v5e
-    ("TPU v5e", 197e12),
-    ("TPU v5p", 459e12),
-    ("TPU v5", 459e12),
-    ("TPU v6 lite", 918e12),  # v6e (Trillium)
-    ("TPU v6e", 918e12),
+  ("H100 PCIe", 756e12),
+  ("H100", 989e12),  # SXM
+  ("H200", 989e12),
+  ("A100", 312e12),
+  ("TPU v4", 275e12),
+  ("TPU v5 lite", 197e12),  # v5e
+  ("TPU v5e", 197e12),
+  ("TPU v5p", 459e12),
+  ("TPU v5", 459e12),
+  ("TPU v6 lite", 918e12),  # v6e (Trillium)
+  ("TPU v6e", 918e12),
 )
 
 
@@ -52,7 +51,7 @@ def model_flops_per_token(config: ModelConfig, seq_len: int) -> float:
   return 6 * matmul_params(config) + attention
 
 
-def device_peak_flops(device: Optional[jax.Device] = None) -> Optional[float]:
+def device_peak_flops(device: jax.Device | None = None) -> float | None:
   """Dense bfloat16 peak FLOP/s of one ``device`` (default: the first device), or None if unknown."""
   kind = (device or jax.devices()[0]).device_kind.lower()
   for name, peak in PEAK_BF16_FLOPS:

@@ -17,8 +17,10 @@ Padding is never generated (its logit is excluded from the argmax), so a 0 in th
 "after this row's EOS". Both paths stop early once every row has produced ``eos_id``.
 """
 
+from collections.abc import Callable
+from collections.abc import Sequence
 import functools
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 from flax import nnx
 import jax
@@ -39,25 +41,35 @@ def pad_prompts(prompts: Sequence[Sequence[int]]) -> np.ndarray:
     raise ValueError("pad_prompts needs at least one prompt and no empty prompt.")
   padded = np.zeros((len(prompts), max(len(prompt) for prompt in prompts)), np.int32)
   for row, prompt in enumerate(prompts):
-    padded[row, :len(prompt)] = prompt
+    padded[row, : len(prompt)] = prompt
   return padded
 
 
-def _check_arguments(prompts: np.ndarray, max_new_tokens: int, eos_id: Optional[int], max_seq_len: int) -> None:
+def _check_arguments(
+  prompts: np.ndarray, max_new_tokens: int, eos_id: int | None, max_seq_len: int
+) -> None:
   if prompts.ndim != 2 or not np.issubdtype(prompts.dtype, np.integer):
-    raise ValueError(f"prompts must be an integer array [batch, length]; got {prompts.dtype}{list(prompts.shape)}.")
+    raise ValueError(
+      f"prompts must be an integer array [batch, length]; got {prompts.dtype}{list(prompts.shape)}."
+    )
   if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
     raise ValueError(f"max_new_tokens={max_new_tokens!r} must be a positive integer.")
   if eos_id is not None and not isinstance(eos_id, int):
     raise ValueError(f"eos_id={eos_id!r} must be a Python int or None.")
   if prompts.shape[1] + max_new_tokens > max_seq_len:
-    raise ValueError(f"prompt length {prompts.shape[1]} + max_new_tokens {max_new_tokens} exceeds the model's "
-                     f"max_seq_len={max_seq_len}; shorten one of them.")
+    raise ValueError(
+      f"prompt length {prompts.shape[1]} + max_new_tokens {max_new_tokens} exceeds the model's "
+      f"max_seq_len={max_seq_len}; shorten one of them."
+    )
   is_token = prompts != PAD_ID
   if not is_token[:, 0].all():
-    raise ValueError("every prompt needs at least one token at column 0 (prompts are right-padded with 0).")
+    raise ValueError(
+      "every prompt needs at least one token at column 0 (prompts are right-padded with 0)."
+    )
   if (is_token[:, 1:] & ~is_token[:, :-1]).any():
-    raise ValueError("prompts must be right-padded: no token may follow a 0 in a row (use pad_prompts).")
+    raise ValueError(
+      "prompts must be right-padded: no token may follow a 0 in a row (use pad_prompts)."
+    )
 
 
 def _most_likely(logits: jax.Array) -> jax.Array:
@@ -65,8 +77,14 @@ def _most_likely(logits: jax.Array) -> jax.Array:
   return jnp.argmax(logits.at[:, PAD_ID].set(-jnp.inf), axis=-1).astype(jnp.int32)
 
 
-def _greedy_loop(first_logits: jax.Array, carry, feed: FeedFn, lengths: jax.Array, max_new_tokens: int,
-                 eos_id: Optional[int]) -> jax.Array:
+def _greedy_loop(
+  first_logits: jax.Array,
+  carry,
+  feed: FeedFn,
+  lengths: jax.Array,
+  max_new_tokens: int,
+  eos_id: int | None,
+) -> jax.Array:
   """Picks argmax tokens, feeding each back at its row's next position, until all rows hit EOS."""
   is_eos = (lambda t: t == eos_id) if eos_id is not None else (lambda t: jnp.zeros(t.shape, bool))
   token = _most_likely(first_logits)
@@ -94,7 +112,9 @@ def _generate(graphdef, params, prompts, *, max_new_tokens, eos_id, use_cache):
   lengths = jnp.sum(prompts != PAD_ID, axis=1)
   if use_cache:
     positions = jnp.broadcast_to(jnp.arange(prompt_len), prompts.shape)
-    logits, cache = model.decode(prompts, positions, model.init_cache(batch, prompt_len + max_new_tokens))
+    logits, cache = model.decode(
+      prompts, positions, model.init_cache(batch, prompt_len + max_new_tokens)
+    )
 
     def feed(cache, token, position):
       logits, cache = model.decode(token[:, None], position[:, None], cache)
@@ -102,17 +122,27 @@ def _generate(graphdef, params, prompts, *, max_new_tokens, eos_id, use_cache):
 
     return _greedy_loop(logits[rows, lengths - 1], cache, feed, lengths, max_new_tokens, eos_id)
 
-  buffer = jnp.zeros((batch, prompt_len + max_new_tokens), jnp.int32).at[:, :prompt_len].set(prompts)
+  buffer = (
+    jnp.zeros((batch, prompt_len + max_new_tokens), jnp.int32).at[:, :prompt_len].set(prompts)
+  )
 
   def feed_full(buffer, token, position):
     buffer = buffer.at[rows, position].set(token)
     return model(buffer)[rows, position], buffer
 
-  return _greedy_loop(model(buffer)[rows, lengths - 1], buffer, feed_full, lengths, max_new_tokens, eos_id)
+  return _greedy_loop(
+    model(buffer)[rows, lengths - 1], buffer, feed_full, lengths, max_new_tokens, eos_id
+  )
 
 
-def generate(model: Transformer, prompts, *, max_new_tokens: int, eos_id: Optional[int] = None,
-             use_cache: bool = True) -> jax.Array:
+def generate(
+  model: Transformer,
+  prompts,
+  *,
+  max_new_tokens: int,
+  eos_id: int | None = None,
+  use_cache: bool = True,
+) -> jax.Array:
   """Greedy continuations of right-padded ``prompts int32[B, P]``: ``int32[B, max_new_tokens]``.
 
   Args:
@@ -125,5 +155,11 @@ def generate(model: Transformer, prompts, *, max_new_tokens: int, eos_id: Option
   prompts = np.asarray(prompts)
   _check_arguments(prompts, max_new_tokens, eos_id, model.config.max_seq_len)
   graphdef, params = nnx.split(model)
-  return _generate(graphdef, params, jnp.asarray(prompts, jnp.int32), max_new_tokens=max_new_tokens,
-                   eos_id=eos_id, use_cache=use_cache)
+  return _generate(
+    graphdef,
+    params,
+    jnp.asarray(prompts, jnp.int32),
+    max_new_tokens=max_new_tokens,
+    eos_id=eos_id,
+    use_cache=use_cache,
+  )

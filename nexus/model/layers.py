@@ -12,7 +12,6 @@ Tensors that a named rematerialization policy may keep are tagged with
 """
 
 import math
-from typing import Optional
 
 from flax import nnx
 import jax
@@ -37,8 +36,9 @@ def logical_param(value: jax.Array, axes: tuple[str, ...]) -> nnx.Param:
   return nnx.Param(value, out_sharding=axes, eager_sharding=False)
 
 
-def normal_param(rngs: nnx.Rngs, shape: tuple[int, ...], axes: tuple[str, ...], std: float,
-                 dtype: str) -> nnx.Param:
+def normal_param(
+  rngs: nnx.Rngs, shape: tuple[int, ...], axes: tuple[str, ...], std: float, dtype: str
+) -> nnx.Param:
   """A parameter drawn from N(0, std²) with the ``params`` stream of ``rngs``."""
   return logical_param(std * jax.random.normal(rngs.params(), shape, dtype), axes)
 
@@ -80,8 +80,13 @@ def apply_rotary(x: jax.Array, tables: RotaryTables) -> jax.Array:
   return jnp.concatenate([first * cos - second * sin, second * cos + first * sin], axis=-1)
 
 
-def attend(query: jax.Array, key: jax.Array, value: jax.Array, implementation: str,
-           mask: Optional[jax.Array] = None) -> jax.Array:
+def attend(
+  query: jax.Array,
+  key: jax.Array,
+  value: jax.Array,
+  implementation: str,
+  mask: jax.Array | None = None,
+) -> jax.Array:
   """Scaled dot-product attention of ``query [B, T, N, H]`` over ``key, value [B, S, K, H]``.
 
   Query head n reads key/value head n // (N / K) (grouped-query attention). With ``mask`` None the
@@ -95,11 +100,17 @@ def attend(query: jax.Array, key: jax.Array, value: jax.Array, implementation: s
   """
   if implementation != "einsum":
     if implementation == "cudnn" and jax.default_backend() != "gpu":
-      raise ValueError(f"attention='cudnn' needs an NVIDIA GPU, not the {jax.default_backend()} backend; "
-                       "use attention='einsum' or 'xla'.")
+      raise ValueError(
+        f"attention='cudnn' needs an NVIDIA GPU, not the {jax.default_backend()} backend; "
+        "use attention='einsum' or 'xla'."
+      )
     if mask is None:
-      return jax.nn.dot_product_attention(query, key, value, is_causal=True, implementation=implementation)
-    return jax.nn.dot_product_attention(query, key, value, mask=mask[:, None], implementation=implementation)
+      return jax.nn.dot_product_attention(
+        query, key, value, is_causal=True, implementation=implementation
+      )
+    return jax.nn.dot_product_attention(
+      query, key, value, mask=mask[:, None], implementation=implementation
+    )
   b, t, n, h = query.shape
   k = key.shape[2]
   grouped = query.reshape(b, t, k, n // k, h)
@@ -118,15 +129,24 @@ class Attention(nnx.Module):
   def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
     d, n, k, h = config.d_model, config.num_heads, config.kv_heads, config.head_size
     std, out_std = config.init_std, config.init_std / math.sqrt(2 * config.num_layers)
-    self.query = normal_param(rngs, (d, n, h), ("embed", "heads", "head_dim"), std, config.param_dtype)
-    self.key = normal_param(rngs, (d, k, h), ("embed", "kv_heads", "head_dim"), std, config.param_dtype)
-    self.value = normal_param(rngs, (d, k, h), ("embed", "kv_heads", "head_dim"), std, config.param_dtype)
-    self.out = normal_param(rngs, (n, h, d), ("heads", "head_dim", "embed"), out_std, config.param_dtype)
+    self.query = normal_param(
+      rngs, (d, n, h), ("embed", "heads", "head_dim"), std, config.param_dtype
+    )
+    self.key = normal_param(
+      rngs, (d, k, h), ("embed", "kv_heads", "head_dim"), std, config.param_dtype
+    )
+    self.value = normal_param(
+      rngs, (d, k, h), ("embed", "kv_heads", "head_dim"), std, config.param_dtype
+    )
+    self.out = normal_param(
+      rngs, (n, h, d), ("heads", "head_dim", "embed"), out_std, config.param_dtype
+    )
     self.compute_dtype = config.compute_dtype
     self.implementation = config.attention
 
-  def __call__(self, x: jax.Array, rotary: RotaryTables, positions: jax.Array,
-               cache: Optional[LayerCache]) -> tuple[jax.Array, Optional[LayerCache]]:
+  def __call__(
+    self, x: jax.Array, rotary: RotaryTables, positions: jax.Array, cache: LayerCache | None
+  ) -> tuple[jax.Array, LayerCache | None]:
     """Attends ``x [B, T, D]`` at ``positions [B, T]`` (``rotary``: their tables).
 
     Without a cache the T tokens attend causally among themselves. With a cache, their keys and values
@@ -136,7 +156,9 @@ class Attention(nnx.Module):
     dtype = self.compute_dtype
     project = lambda w: jnp.einsum("btd,dnh->btnh", x, w[...].astype(dtype))
     heads = ("batch", "length", "heads", "head_dim")
-    query = checkpoint_name(sharding.constrain(apply_rotary(project(self.query), rotary), heads), "query")
+    query = checkpoint_name(
+      sharding.constrain(apply_rotary(project(self.query), rotary), heads), "query"
+    )
     key = checkpoint_name(apply_rotary(project(self.key), rotary), "key")
     value = checkpoint_name(project(self.value), "value")
     if cache is None:
@@ -178,8 +200,9 @@ class Block(nnx.Module):
     self.mlp_norm = RMSNorm(config)
     self.mlp = MLP(config, rngs=rngs)
 
-  def __call__(self, x: jax.Array, rotary: RotaryTables, positions: jax.Array,
-               cache: Optional[LayerCache]) -> tuple[jax.Array, Optional[LayerCache]]:
+  def __call__(
+    self, x: jax.Array, rotary: RotaryTables, positions: jax.Array, cache: LayerCache | None
+  ) -> tuple[jax.Array, LayerCache | None]:
     residual = ("batch", "length", "embed")
     attended, cache = self.attention(self.attention_norm(x), rotary, positions, cache)
     x = sharding.constrain(x + attended, residual)

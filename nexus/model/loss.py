@@ -28,16 +28,21 @@ def next_token_loss(logits: jax.Array, targets: jax.Array) -> tuple[jax.Array, j
     targets: ``int[B, L]`` next-token ids; positions where ``targets == 0`` (padding) are not scored.
   """
   if logits.shape[:-1] != targets.shape:
-    raise ValueError(f"logits {logits.shape} and targets {targets.shape} must agree on [batch, length].")
+    raise ValueError(
+      f"logits {logits.shape} and targets {targets.shape} must agree on [batch, length]."
+    )
   logits = logits.astype(jnp.float32)
   target_logits = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
   losses = jax.nn.logsumexp(logits, axis=-1) - target_logits
   scored = targets != PAD_ID
-  return jnp.sum(jnp.where(scored, losses, 0.0), axis=-1), jnp.sum(scored, axis=-1, dtype=jnp.float32)
+  return jnp.sum(jnp.where(scored, losses, 0.0), axis=-1), jnp.sum(
+    scored, axis=-1, dtype=jnp.float32
+  )
 
 
-def chunked_next_token_loss(logits_fn, features: jax.Array, targets: jax.Array,
-                            chunk_size: int) -> tuple[jax.Array, jax.Array]:
+def chunked_next_token_loss(
+  logits_fn, features: jax.Array, targets: jax.Array, chunk_size: int
+) -> tuple[jax.Array, jax.Array]:
   """``next_token_loss(logits_fn(features), targets)``, computed ``chunk_size`` positions at a time.
 
   A ``jax.lax.scan`` over position chunks whose body is rematerialized (``jax.checkpoint``): at most
@@ -64,16 +69,22 @@ def chunked_next_token_loss(logits_fn, features: jax.Array, targets: jax.Array,
     return (carry[0] + sums, carry[1] + counts), None
 
   zeros = jnp.zeros((batch,), jnp.float32)
-  (sums, counts), _ = jax.lax.scan(chunk_sums, (zeros, zeros), (as_chunks(features), as_chunks(targets)))
+  (sums, counts), _ = jax.lax.scan(
+    chunk_sums, (zeros, zeros), (as_chunks(features), as_chunks(targets))
+  )
   return sums, counts
 
 
 def _row_sums(model, tokens: jax.Array) -> tuple[jax.Array, jax.Array]:
   if tokens.ndim != 2 or tokens.shape[1] < 2:
-    raise ValueError(f"tokens must be [batch, length+1] with length+1 >= 2; got shape {tokens.shape}.")
+    raise ValueError(
+      f"tokens must be [batch, length+1] with length+1 >= 2; got shape {tokens.shape}."
+    )
   inputs, targets = tokens[:, :-1], tokens[:, 1:]
   if isinstance(model, Transformer) and model.config.loss_chunk_size:
-    return chunked_next_token_loss(model.logits, model.features(inputs), targets, model.config.loss_chunk_size)
+    return chunked_next_token_loss(
+      model.logits, model.features(inputs), targets, model.config.loss_chunk_size
+    )
   return next_token_loss(model(inputs), targets)
 
 

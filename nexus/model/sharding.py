@@ -19,13 +19,18 @@ e.g. the byte vocabulary (259 ids) usable on a mesh with ``tensor=2``; a warning
 where a shape change would recover the sharding.
 """
 
+from collections.abc import Sequence
 import logging
 import math
-from typing import Any, Optional, Sequence, Union
+from typing import Any
+from typing import Union
 
 from flax import nnx
 import jax
-from jax.sharding import AbstractMesh, Mesh, NamedSharding, PartitionSpec
+from jax.sharding import AbstractMesh
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec
 
 _LOG = logging.getLogger(__name__)
 
@@ -34,16 +39,16 @@ MeshAxes = Union[None, str, tuple[str, ...]]
 Rules = Sequence[tuple[str, MeshAxes]]
 
 DEFAULT_RULES: tuple[tuple[str, MeshAxes], ...] = (
-    ("batch", ("data", "fsdp")),
-    ("length", None),
-    ("vocab", "tensor"),
-    ("embed", "fsdp"),
-    ("mlp", "tensor"),
-    ("heads", "tensor"),
-    ("kv_heads", "tensor"),
-    ("head_dim", None),
-    ("layers", None),
-    ("norm", None),
+  ("batch", ("data", "fsdp")),
+  ("length", None),
+  ("vocab", "tensor"),
+  ("embed", "fsdp"),
+  ("mlp", "tensor"),
+  ("heads", "tensor"),
+  ("kv_heads", "tensor"),
+  ("head_dim", None),
+  ("layers", None),
+  ("norm", None),
 )
 
 
@@ -64,8 +69,10 @@ def _rule_table(rules: Rules, mesh: MeshLike) -> dict[str, tuple[str, ...]]:
       raise ValueError(f"logical axis {name!r} has two sharding rules; keep one.")
     unknown = [axis for axis in axes if axis not in mesh.axis_names]
     if unknown:
-      raise ValueError(f"sharding rule for {name!r} names mesh axes {unknown} absent from the mesh "
-                       f"{tuple(mesh.axis_names)}; fix the rule or the mesh.")
+      raise ValueError(
+        f"sharding rule for {name!r} names mesh axes {unknown} absent from the mesh "
+        f"{tuple(mesh.axis_names)}; fix the rule or the mesh."
+      )
     table[name] = axes
   return table
 
@@ -77,9 +84,15 @@ def _divisible_prefix(axes: tuple[str, ...], size: int, mesh: MeshLike) -> tuple
   return axes
 
 
-def partition_spec(logical_axes: Sequence[Optional[str]], shape: Sequence[int], mesh: MeshLike,
-                   rules: Rules = DEFAULT_RULES, *, name: str = "array",
-                   skip_used_axes: bool = False) -> tuple[PartitionSpec, list[str]]:
+def partition_spec(
+  logical_axes: Sequence[str | None],
+  shape: Sequence[int],
+  mesh: MeshLike,
+  rules: Rules = DEFAULT_RULES,
+  *,
+  name: str = "array",
+  skip_used_axes: bool = False,
+) -> tuple[PartitionSpec, list[str]]:
   """The ``PartitionSpec`` of an array of ``shape`` with ``logical_axes``, and the drops it made.
 
   Returns ``(spec, dropped)`` where ``dropped`` describes each mesh axis left out for divisibility.
@@ -88,24 +101,32 @@ def partition_spec(logical_axes: Sequence[Optional[str]], shape: Sequence[int], 
   """
   table = _rule_table(rules, mesh)
   if len(logical_axes) != len(shape):
-    raise ValueError(f"{name}: {len(logical_axes)} logical axes {tuple(logical_axes)} for shape {tuple(shape)}.")
+    raise ValueError(
+      f"{name}: {len(logical_axes)} logical axes {tuple(logical_axes)} for shape {tuple(shape)}."
+    )
   spec, used, dropped = [], set(), []
   for logical, size in zip(logical_axes, shape):
     if logical is None:
       spec.append(None)
       continue
     if logical not in table:
-      raise ValueError(f"{name}: logical axis {logical!r} has no sharding rule; add one (None = replicated).")
+      raise ValueError(
+        f"{name}: logical axis {logical!r} has no sharding rule; add one (None = replicated)."
+      )
     wanted = table[logical]
     if skip_used_axes:
       wanted = tuple(axis for axis in wanted if axis not in used)
     reused = used.intersection(wanted)
     if reused:
-      raise ValueError(f"{name}: mesh axes {sorted(reused)} are used by two dimensions of {tuple(logical_axes)}; "
-                       "change the rules so each mesh axis shards at most one dimension.")
+      raise ValueError(
+        f"{name}: mesh axes {sorted(reused)} are used by two dimensions of {tuple(logical_axes)}; "
+        "change the rules so each mesh axis shards at most one dimension."
+      )
     kept = _divisible_prefix(wanted, size, mesh)
     if kept != wanted:
-      dropped.append(f"{name} dim {logical!r} of size {size}: mesh axes {wanted[len(kept):]} dropped")
+      dropped.append(
+        f"{name} dim {logical!r} of size {size}: mesh axes {wanted[len(kept) :]} dropped"
+      )
     used.update(kept)
     spec.append(None if not kept else kept[0] if len(kept) == 1 else kept)
   return PartitionSpec(*spec), dropped
@@ -128,18 +149,24 @@ def state_shardings(state: Any, mesh: MeshLike, rules: Rules = DEFAULT_RULES) ->
 
   def sharding(path, variable):
     axes = variable.get_metadata().get("out_sharding") or (None,) * len(variable.shape)
-    spec, dropped = partition_spec(axes, variable.shape, mesh, rules, name=jax.tree_util.keystr(path))
+    spec, dropped = partition_spec(
+      axes, variable.shape, mesh, rules, name=jax.tree_util.keystr(path)
+    )
     all_dropped.extend(dropped)
     return variable.replace(NamedSharding(mesh, spec))
 
   shardings = jax.tree.map_with_path(sharding, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
   if all_dropped:
-    _LOG.warning("replicated instead of sharded (mesh axis does not divide the size): %s",
-                    "; ".join(all_dropped))
+    _LOG.warning(
+      "replicated instead of sharded (mesh axis does not divide the size): %s",
+      "; ".join(all_dropped),
+    )
   return shardings
 
 
-def batch_sharding(mesh: MeshLike, *, leading_dims: int = 0, rules: Rules = DEFAULT_RULES) -> NamedSharding:
+def batch_sharding(
+  mesh: MeshLike, *, leading_dims: int = 0, rules: Rules = DEFAULT_RULES
+) -> NamedSharding:
   """The sharding of token batches ``[*leading, B, L]``: rows split by the ``batch`` rule.
 
   The batch size must be divisible by the product of the ``batch`` mesh axes (the trainer's config
@@ -147,12 +174,16 @@ def batch_sharding(mesh: MeshLike, *, leading_dims: int = 0, rules: Rules = DEFA
   """
   table = _rule_table(rules, mesh)
   if "batch" not in table:
-    raise ValueError("the sharding rules have no 'batch' rule; add one, e.g. ('batch', ('data', 'fsdp')).")
+    raise ValueError(
+      "the sharding rules have no 'batch' rule; add one, e.g. ('batch', ('data', 'fsdp'))."
+    )
   axes = table["batch"]
   return NamedSharding(mesh, PartitionSpec(*([None] * leading_dims), axes or None, None))
 
 
-def constrain(x: jax.Array, logical_axes: Sequence[Optional[str]], rules: Rules = DEFAULT_RULES) -> jax.Array:
+def constrain(
+  x: jax.Array, logical_axes: Sequence[str | None], rules: Rules = DEFAULT_RULES
+) -> jax.Array:
   """``x`` constrained to the sharding its logical axes map to on the current mesh (if any).
 
   Used on activations inside the model; the identity when no mesh is set (``jax.set_mesh``), so
@@ -161,5 +192,7 @@ def constrain(x: jax.Array, logical_axes: Sequence[Optional[str]], rules: Rules 
   mesh = jax.sharding.get_abstract_mesh()
   if mesh.empty:
     return x
-  spec, _ = partition_spec(logical_axes, x.shape, mesh, rules, name="activation", skip_used_axes=True)
+  spec, _ = partition_spec(
+    logical_axes, x.shape, mesh, rules, name="activation", skip_used_axes=True
+  )
   return jax.lax.with_sharding_constraint(x, spec)

@@ -12,15 +12,19 @@ Two entry points: ``model(tokens)`` for training and evaluation (causal attentio
 tokens) and ``model.decode(tokens, positions, cache)`` for generation with a key/value cache.
 """
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 from flax import nnx
 import jax
 import jax.numpy as jnp
 
 from nexus.model import sharding
-from nexus.model.config import REMAT_POLICIES, ModelConfig
-from nexus.model.layers import Block, RMSNorm, normal_param, rotary_tables
+from nexus.model.config import REMAT_POLICIES
+from nexus.model.config import ModelConfig
+from nexus.model.layers import Block
+from nexus.model.layers import RMSNorm
+from nexus.model.layers import normal_param
+from nexus.model.layers import rotary_tables
 
 
 class KVCache(NamedTuple):
@@ -32,10 +36,14 @@ class KVCache(NamedTuple):
 
 def _check_tokens(tokens: jax.Array, config: ModelConfig) -> None:
   if tokens.ndim != 2 or not jnp.issubdtype(tokens.dtype, jnp.integer):
-    raise ValueError(f"tokens must be an integer array [batch, length]; got {tokens.dtype}{list(tokens.shape)}.")
+    raise ValueError(
+      f"tokens must be an integer array [batch, length]; got {tokens.dtype}{list(tokens.shape)}."
+    )
   if tokens.shape[1] > config.max_seq_len:
-    raise ValueError(f"{tokens.shape[1]} tokens exceed max_seq_len={config.max_seq_len}; "
-                     "shorten the input or raise ModelConfig.max_seq_len.")
+    raise ValueError(
+      f"{tokens.shape[1]} tokens exceed max_seq_len={config.max_seq_len}; "
+      "shorten the input or raise ModelConfig.max_seq_len."
+    )
 
 
 class Transformer(nnx.Module):
@@ -50,8 +58,13 @@ class Transformer(nnx.Module):
 
   def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
     self.config = config
-    self.embedding = normal_param(rngs, (config.vocab_size, config.d_model), ("vocab", "embed"),
-                                  config.init_std, config.param_dtype)
+    self.embedding = normal_param(
+      rngs,
+      (config.vocab_size, config.d_model),
+      ("vocab", "embed"),
+      config.init_std,
+      config.param_dtype,
+    )
 
     @nnx.vmap(in_axes=0, out_axes=0, transform_metadata={nnx.PARTITION_NAME: "layers"})
     def make_blocks(layer_rngs):
@@ -59,8 +72,17 @@ class Transformer(nnx.Module):
 
     self.blocks = make_blocks(rngs.split(config.num_layers))
     self.final_norm = RMSNorm(config)
-    self.unembedding = None if config.tie_embeddings else normal_param(
-        rngs, (config.d_model, config.vocab_size), ("embed", "vocab"), config.init_std, config.param_dtype)
+    self.unembedding = (
+      None
+      if config.tie_embeddings
+      else normal_param(
+        rngs,
+        (config.d_model, config.vocab_size),
+        ("embed", "vocab"),
+        config.init_std,
+        config.param_dtype,
+      )
+    )
 
   def __call__(self, tokens: jax.Array) -> jax.Array:
     """float32 logits ``[B, L, V]`` of the next token after each of ``tokens int32[B, L]``."""
@@ -80,17 +102,23 @@ class Transformer(nnx.Module):
     """float32 logits ``[..., V]`` of final hidden states ``[..., D]`` (the output projection)."""
     c = self.config
     output = self.embedding[...].T if self.unembedding is None else self.unembedding[...]
-    return jnp.einsum("...d,dv->...v", features, output.astype(c.compute_dtype), preferred_element_type=jnp.float32)
+    return jnp.einsum(
+      "...d,dv->...v", features, output.astype(c.compute_dtype), preferred_element_type=jnp.float32
+    )
 
   def init_cache(self, batch_size: int, max_len: int) -> KVCache:
     """An all-zero cache for ``batch_size`` rows of up to ``max_len`` positions, in the compute dtype."""
     if not 1 <= max_len <= self.config.max_seq_len:
-      raise ValueError(f"cache length {max_len} must be in [1, max_seq_len={self.config.max_seq_len}].")
+      raise ValueError(
+        f"cache length {max_len} must be in [1, max_seq_len={self.config.max_seq_len}]."
+      )
     c = self.config
     zeros = jnp.zeros((c.num_layers, batch_size, max_len, c.kv_heads, c.head_size), c.compute_dtype)
     return KVCache(zeros, zeros)
 
-  def decode(self, tokens: jax.Array, positions: jax.Array, cache: KVCache) -> tuple[jax.Array, KVCache]:
+  def decode(
+    self, tokens: jax.Array, positions: jax.Array, cache: KVCache
+  ) -> tuple[jax.Array, KVCache]:
     """Runs ``tokens [B, T]`` at ``positions [B, T]`` against ``cache``; returns (logits, new cache).
 
     The tokens' keys and values are written into the cache at their positions; each token attends to
@@ -102,13 +130,16 @@ class Transformer(nnx.Module):
       raise ValueError(f"positions {positions.shape} must have the tokens' shape {tokens.shape}.")
     expected = (self.config.num_layers, tokens.shape[0])
     if cache.key.shape[:2] != expected:
-      raise ValueError(f"cache of shape {cache.key.shape} does not hold {expected[0]} layers x {expected[1]} rows; "
-                       "build it with model.init_cache(batch_size, max_len).")
+      raise ValueError(
+        f"cache of shape {cache.key.shape} does not hold {expected[0]} layers x {expected[1]} rows; "
+        "build it with model.init_cache(batch_size, max_len)."
+      )
     hidden, cache = self._forward(tokens, positions, cache)
     return self.logits(hidden), cache
 
-  def _forward(self, tokens: jax.Array, positions: jax.Array,
-               cache: Optional[KVCache]) -> tuple[jax.Array, Optional[KVCache]]:
+  def _forward(
+    self, tokens: jax.Array, positions: jax.Array, cache: KVCache | None
+  ) -> tuple[jax.Array, KVCache | None]:
     """Final normalized hidden states ``[B, T, D]`` and the updated cache."""
     c = self.config
     x = jnp.take(self.embedding[...], tokens, axis=0).astype(c.compute_dtype)
@@ -116,8 +147,9 @@ class Transformer(nnx.Module):
     x, cache = self._run_blocks(x, positions, cache)
     return self.final_norm(x), cache
 
-  def _run_blocks(self, x: jax.Array, positions: jax.Array,
-                  cache: Optional[KVCache]) -> tuple[jax.Array, Optional[KVCache]]:
+  def _run_blocks(
+    self, x: jax.Array, positions: jax.Array, cache: KVCache | None
+  ) -> tuple[jax.Array, KVCache | None]:
     """Applies every block in order, scanned or unrolled, each under the remat policy."""
     c = self.config
     graphdef, stacked = nnx.split(self.blocks)
@@ -131,6 +163,7 @@ class Transformer(nnx.Module):
       block = jax.checkpoint(block, policy=REMAT_POLICIES[c.remat], prevent_cse=not c.scan_layers)
     layer_caches = None if cache is None else tuple(cache)
     if c.scan_layers:
+
       def step(x, layer):
         return block(x, rotary, positions, *layer)
 

@@ -5,7 +5,9 @@ transformation is built) wherever the value is known then. Values traced by ``op
 inside ``jax.jit`` are accepted as they are: they were checked when they were concrete (at ``init``).
 """
 
-from typing import Any, Callable, Iterable, Optional
+from collections.abc import Callable
+from collections.abc import Iterable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -16,8 +18,8 @@ def check_transformation(tx: Any, name: str = "outer") -> None:
   """Raises a TypeError unless ``tx`` (the argument called ``name``) is an Optax transformation."""
   if not (callable(getattr(tx, "init", None)) and callable(getattr(tx, "update", None))):
     raise TypeError(
-        f"{name} must be an Optax GradientTransformation (e.g. optax.adamw(1e-3)), got "
-        f"{type(tx).__name__}."
+      f"{name} must be an Optax GradientTransformation (e.g. optax.adamw(1e-3)), got "
+      f"{type(tx).__name__}."
     )
 
 
@@ -32,8 +34,7 @@ def check_static_int(name: str, value: Any, minimum: int, hint: str = "") -> Non
   """Raises unless ``value`` is a static Python int >= ``minimum``."""
   if isinstance(value, jax.core.Tracer):
     raise TypeError(
-        f"{name} must be a static Python int, got a traced value"
-        + (f"; {hint}" if hint else ".")
+      f"{name} must be a static Python int, got a traced value" + (f"; {hint}" if hint else ".")
     )
   if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
     raise TypeError(f"{name} must be a Python int, got {type(value).__name__} {value!r}.")
@@ -44,12 +45,14 @@ def check_static_int(name: str, value: Any, minimum: int, hint: str = "") -> Non
 def check_num_inner_steps(num_inner_steps: Any) -> None:
   """K: a static int >= 1 (with ``optax.inject_hyperparams`` it must be a static argument)."""
   check_static_int(
-      "num_inner_steps", num_inner_steps, 1,
-      hint="with optax.inject_hyperparams pass static_args=('num_inner_steps',).",
+    "num_inner_steps",
+    num_inner_steps,
+    1,
+    hint="with optax.inject_hyperparams pass static_args=('num_inner_steps',).",
   )
 
 
-def concrete_scalar(name: str, value: Any) -> Optional[float]:
+def concrete_scalar(name: str, value: Any) -> float | None:
   """``value`` as a Python float, or None for a schedule or a traced value (nothing to check yet).
 
   Accepts every real dtype JAX has, bfloat16 and float16 included (``optax.inject_hyperparams`` casts
@@ -65,15 +68,18 @@ def concrete_scalar(name: str, value: Any) -> Optional[float]:
     return None
   except (TypeError, ValueError):
     array = None
-  if array is None or array.shape != () or isinstance(value, bool) or not (
-      jnp.issubdtype(array.dtype, jnp.floating) or jnp.issubdtype(array.dtype, jnp.integer)
+  if (
+    array is None
+    or array.shape != ()
+    or isinstance(value, bool)
+    or not (jnp.issubdtype(array.dtype, jnp.floating) or jnp.issubdtype(array.dtype, jnp.integer))
   ):
     raise TypeError(f"{name} must be a real scalar or a schedule, got {value!r}.")
   return float(array)
 
 
 def check_scalar_in_range(
-    name: str, value: Any, low: float, high: float, *, closed: str = "both", fix: str = ""
+  name: str, value: Any, low: float, high: float, *, closed: str = "both", fix: str = ""
 ) -> None:
   """Raises a ValueError unless the scalar ``value`` is finite and within [low, high] as ``closed``
   says (``"both"``, ``"left"`` [low, high), ``"right"`` (low, high], ``"neither"``); schedules and traced
@@ -87,7 +93,7 @@ def check_scalar_in_range(
     left = "[" if closed in ("both", "left") else "("
     right = "]" if closed in ("both", "right") else ")"
     raise ValueError(
-        f"{name} must be in {left}{low}, {high}{right}, got {number}" + (f"; {fix}" if fix else ".")
+      f"{name} must be in {left}{low}, {high}{right}, got {number}" + (f"; {fix}" if fix else ".")
     )
 
 
@@ -95,13 +101,21 @@ def check_inner_learning_rate(inner_learning_rate: Any, pseudo_gradient_scale: s
   """γ: a finite scalar >= 0 (> 0 when the pseudo-gradient is divided by it) or a schedule."""
   if pseudo_gradient_scale == "inverse_gamma":
     check_scalar_in_range(
-        "inner_learning_rate", inner_learning_rate, 0.0, float("inf"), closed="neither",
-        fix="pseudo_gradient_scale='inverse_gamma' divides by γ, so pass γ > 0.",
+      "inner_learning_rate",
+      inner_learning_rate,
+      0.0,
+      float("inf"),
+      closed="neither",
+      fix="pseudo_gradient_scale='inverse_gamma' divides by γ, so pass γ > 0.",
     )
   else:
     check_scalar_in_range(
-        "inner_learning_rate", inner_learning_rate, 0.0, float("inf"), closed="left",
-        fix="pass the inner step length γ (finite, >= 0).",
+      "inner_learning_rate",
+      inner_learning_rate,
+      0.0,
+      float("inf"),
+      closed="left",
+      fix="pass the inner step length γ (finite, >= 0).",
     )
 
 
@@ -120,8 +134,8 @@ def check_tree_like(name: str, tree: Any, params: Any, fix: str) -> None:
   for (path, leaf), param in zip(jax.tree.leaves_with_path(tree), jax.tree.leaves(params)):
     if tuple(jnp.shape(leaf)) != tuple(jnp.shape(param)):
       raise ValueError(
-          f"{name}{jax.tree_util.keystr(path)} has shape {tuple(jnp.shape(leaf))} where the param has "
-          f"shape {tuple(jnp.shape(param))}; {fix}"
+        f"{name}{jax.tree_util.keystr(path)} has shape {tuple(jnp.shape(leaf))} where the param has "
+        f"shape {tuple(jnp.shape(param))}; {fix}"
       )
 
 

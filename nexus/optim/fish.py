@@ -20,11 +20,11 @@ from nexus.optim.nexus import nexus
 
 
 def fish(
-    inner_learning_rate: ScalarOrSchedule,
-    meta_step_size: float,
-    *,
-    num_inner_steps: int,
-    mode: str = "opaque",
+  inner_learning_rate: ScalarOrSchedule,
+  meta_step_size: float,
+  *,
+  num_inner_steps: int,
+  mode: str = "opaque",
 ) -> optax.GradientTransformationExtraArgs:
   """Fish: K unnormalized SGD steps of learning rate α, then θ ← θ + ε(φ − θ).
 
@@ -40,10 +40,10 @@ def fish(
   """
   checks.check_scalar_in_range("meta_step_size", meta_step_size, 0.0, 1.0, closed="right")
   return nexus(
-      optax.sgd(meta_step_size),
-      inner_learning_rate,
-      num_inner_steps=num_inner_steps,
-      normalize="none",
-      pseudo_gradient_scale="raw",
-      mode=mode,
+    optax.sgd(meta_step_size),
+    inner_learning_rate,
+    num_inner_steps=num_inner_steps,
+    normalize="none",
+    pseudo_gradient_scale="raw",
+    mode=mode,
   )

@@ -27,11 +27,11 @@ from nexus.optim.two_loop import two_loop
 
 
 def lookahead(
-    inner: optax.GradientTransformation,
-    *,
-    num_inner_steps: int,
-    slow_step_size: float = 0.5,
-    mode: str = "opaque",
+  inner: optax.GradientTransformation,
+  *,
+  num_inner_steps: int,
+  slow_step_size: float = 0.5,
+  mode: str = "opaque",
 ) -> optax.GradientTransformationExtraArgs:
   """Lookahead (Zhang et al. 2019) with the slow weights in the optimizer state.
 
@@ -52,12 +52,12 @@ def lookahead(
 
 
 def snoo(
-    inner: optax.GradientTransformation,
-    *,
-    num_inner_steps: int,
-    outer_learning_rate: float,
-    outer_momentum: float = 0.9,
-    mode: str = "opaque",
+  inner: optax.GradientTransformation,
+  *,
+  num_inner_steps: int,
+  outer_learning_rate: float,
+  outer_momentum: float = 0.9,
+  mode: str = "opaque",
 ) -> optax.GradientTransformationExtraArgs:
   """SNOO (Kallusky et al. 2025): Nesterov momentum SGD on the pseudo-gradient of K inner steps.
 
@@ -72,7 +72,9 @@ def snoo(
   Returns:
     An ``optax.GradientTransformationExtraArgs`` whose state is a ``two_loop.TwoLoopState``.
   """
-  checks.check_scalar_in_range("outer_learning_rate", outer_learning_rate, 0.0, float("inf"), closed="right")
+  checks.check_scalar_in_range(
+    "outer_learning_rate", outer_learning_rate, 0.0, float("inf"), closed="right"
+  )
   checks.check_scalar_in_range("outer_momentum", outer_momentum, 0.0, 1.0, closed="left")
   outer = optax.sgd(outer_learning_rate, momentum=outer_momentum, nesterov=True)
   return two_loop(inner, outer, num_inner_steps, mode=mode)

@@ -21,7 +21,9 @@ Plain Optax transformations join this convention through two adapters:
   limit, any transformation of ``optax.experimental``'s aggregating kind).
 """
 
-from typing import Any, Callable, NamedTuple, Optional
+from collections.abc import Callable
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -54,8 +56,8 @@ class MicrobatchState(NamedTuple):
 
 def initial_diagnostics(num_microbatches: int) -> MicrobatchDiagnostics:
   return MicrobatchDiagnostics(
-      inner_losses=jnp.full([num_microbatches], jnp.nan, jnp.float32),
-      inner_grad_norms=jnp.zeros([num_microbatches], jnp.float32),
+    inner_losses=jnp.full([num_microbatches], jnp.nan, jnp.float32),
+    inner_grad_norms=jnp.zeros([num_microbatches], jnp.float32),
   )
 
 
@@ -64,33 +66,41 @@ def check_updates(updates: Any, params: Any, name: str) -> None:
   if updates is None:
     return
   checks.check_tree_like(
-      f"{name}: the ignored updates", updates, params,
-      "pass the params (or None) as updates: the gradients come from loss_fn.",
+    f"{name}: the ignored updates",
+    updates,
+    params,
+    "pass the params (or None) as updates: the gradients come from loss_fn.",
   )
 
 
 def value_and_grad_fn_from(
-    name: str,
-    params: Any,
-    *,
-    loss_fn: Optional[Callable[[Any, jax.Array], jax.Array]] = None,
-    grad_fn: Optional[Callable[[Any, jax.Array], Any]] = None,
-    value_and_grad_fn: Optional[ValueAndGradFn] = None,
+  name: str,
+  params: Any,
+  *,
+  loss_fn: Callable[[Any, jax.Array], jax.Array] | None = None,
+  grad_fn: Callable[[Any, jax.Array], Any] | None = None,
+  value_and_grad_fn: ValueAndGradFn | None = None,
 ) -> ValueAndGradFn:
   """Checks the one micro-batch function given and returns it as ``value_and_grad_fn(params, i)``.
 
   Raises one-line errors (naming ``name``) when none or several are given, when it is not callable, or
   when its loss is not a scalar or its gradient is not shaped like ``params``.
   """
-  given = {key: fn for key, fn in
-           (("loss_fn", loss_fn), ("grad_fn", grad_fn), ("value_and_grad_fn", value_and_grad_fn))
-           if fn is not None}
+  given = {
+    key: fn
+    for key, fn in (
+      ("loss_fn", loss_fn),
+      ("grad_fn", grad_fn),
+      ("value_and_grad_fn", value_and_grad_fn),
+    )
+    if fn is not None
+  }
   if len(given) != 1:
     raise ValueError(
-        f"{name} needs exactly one of loss_fn(params, i) (the loss of micro-batch i), grad_fn(params, i) "
-        f"or value_and_grad_fn(params, i) as a keyword argument of update, got {sorted(given) or 'none'}."
+      f"{name} needs exactly one of loss_fn(params, i) (the loss of micro-batch i), grad_fn(params, i) "
+      f"or value_and_grad_fn(params, i) as a keyword argument of update, got {sorted(given) or 'none'}."
     )
-  (key, fn), = given.items()
+  ((key, fn),) = given.items()
   checks.check_callable(key, fn, f"{key}(params, i) with i the micro-batch index")
   index = jnp.zeros([], jnp.int32)
   if key == "loss_fn":
@@ -101,8 +111,10 @@ def value_and_grad_fn_from(
     value_and_grad_fn = lambda p, i: (nan, grad_fn(p, i))
   gradient = jax.eval_shape(lambda p, i: value_and_grad_fn(p, i)[1], params, index)
   checks.check_tree_like(
-      f"{name}: the gradient of {key}(params, i)", gradient, params,
-      "return the gradient of one micro-batch with respect to params.",
+    f"{name}: the gradient of {key}(params, i)",
+    gradient,
+    params,
+    "return the gradient of one micro-batch with respect to params.",
   )
   return value_and_grad_fn
 
@@ -126,18 +138,25 @@ def mean_gradient(value_and_grad_fn: ValueAndGradFn, params: Any, num_microbatch
   def accumulate(total, i):
     loss, grad = value_and_grad_fn(params, i)
     grad = tree_utils.at_least_float32(grad)
-    return optax.tree.add(total, grad), (jnp.asarray(loss, jnp.float32), tree_utils.tree_norm32(grad))
+    return optax.tree.add(total, grad), (
+      jnp.asarray(loss, jnp.float32),
+      tree_utils.tree_norm32(grad),
+    )
 
   zeros = tree_utils.at_least_float32(optax.tree.zeros_like(params))
   total, (losses, norms) = jax.lax.scan(accumulate, zeros, jnp.arange(num_microbatches))
-  return optax.tree.cast_like(optax.tree.scale(1.0 / num_microbatches, total), params), losses, norms
+  return (
+    optax.tree.cast_like(optax.tree.scale(1.0 / num_microbatches, total), params),
+    losses,
+    norms,
+  )
 
 
 def _microbatch_transformation(
-    name: str,
-    tx: optax.GradientTransformation,
-    num_microbatches: int,
-    combine: Callable[[Any, Any, ValueAndGradFn], tuple[Any, jax.Array, jax.Array]],
+  name: str,
+  tx: optax.GradientTransformation,
+  num_microbatches: int,
+  combine: Callable[[Any, Any, ValueAndGradFn], tuple[Any, jax.Array, jax.Array]],
 ) -> optax.GradientTransformationExtraArgs:
   """An adapter: ``combine(params, value_and_grad_fn) -> (what tx is fed, losses[K], norms[K])``."""
   checks.check_transformation(tx, "tx")
@@ -145,12 +164,15 @@ def _microbatch_transformation(
   tx = optax.with_extra_args_support(tx)
 
   def init_fn(params):
-    return MicrobatchState(inner_state=tx.init(params), diagnostics=initial_diagnostics(num_microbatches))
+    return MicrobatchState(
+      inner_state=tx.init(params), diagnostics=initial_diagnostics(num_microbatches)
+    )
 
-  def update_fn(updates, state, params=None, *, loss_fn=None, grad_fn=None, value_and_grad_fn=None,
-                **extra_args):
+  def update_fn(
+    updates, state, params=None, *, loss_fn=None, grad_fn=None, value_and_grad_fn=None, **extra_args
+  ):
     value_and_grad_fn = resolve(
-        name, updates, params, loss_fn=loss_fn, grad_fn=grad_fn, value_and_grad_fn=value_and_grad_fn
+      name, updates, params, loss_fn=loss_fn, grad_fn=grad_fn, value_and_grad_fn=value_and_grad_fn
     )
     gradient, losses, norms = combine(params, value_and_grad_fn)
     new_updates, inner_state = tx.update(gradient, state.inner_state, params, **extra_args)
@@ -180,7 +202,9 @@ def stacked_gradients(tx: optax.GradientTransformation, num_microbatches: int):
   """
 
   def combine(params, value_and_grad_fn):
-    losses, stacked = jax.lax.map(lambda i: value_and_grad_fn(params, i), jnp.arange(num_microbatches))
+    losses, stacked = jax.lax.map(
+      lambda i: value_and_grad_fn(params, i), jnp.arange(num_microbatches)
+    )
     norms = jax.vmap(tree_utils.tree_norm32)(stacked)
     return stacked, jnp.asarray(losses, jnp.float32), norms
 

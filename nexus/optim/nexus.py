@@ -14,7 +14,8 @@ To second order, ĝ = γ Σ_m ĝ_{s_m}(θ) − γ² Σ_m Σ_{l<m} 𝒥_{s_m}(θ)
 ĝ_i = ∇L_i/‖∇L_i‖ and 𝒥_i is its Jacobian: descending ĝ ascends the cross-source gradient cosine.
 """
 
-from typing import Callable, Union
+from collections.abc import Callable
+from typing import Union
 
 import jax
 import jax.numpy as jnp
@@ -37,7 +38,7 @@ def as_schedule(inner_learning_rate: ScalarOrSchedule) -> Callable[[jax.Array], 
 
 
 def normalized_descent(
-    inner_learning_rate: ScalarOrSchedule, normalize: str = "global"
+  inner_learning_rate: ScalarOrSchedule, normalize: str = "global"
 ) -> optax.GradientTransformationExtraArgs:
   """Nexus's inner step: stateless ``−γ_t · normalize(g)``, γ_t a function of the outer step count.
 
@@ -60,7 +61,9 @@ def normalized_descent(
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-def _scale_by_inverse_gamma(schedule: Callable[[jax.Array], jax.Array]) -> optax.GradientTransformation:
+def _scale_by_inverse_gamma(
+  schedule: Callable[[jax.Array], jax.Array],
+) -> optax.GradientTransformation:
   """Divides the pseudo-gradient by γ_t (0 when γ_t = 0), so the outer optimizer sees ĝ/γ."""
 
   def inverse(count):
@@ -71,14 +74,14 @@ def _scale_by_inverse_gamma(schedule: Callable[[jax.Array], jax.Array]) -> optax
 
 
 def nexus(
-    outer: optax.GradientTransformation,
-    inner_learning_rate: ScalarOrSchedule,
-    *,
-    num_inner_steps: int,
-    normalize: str = "global",
-    pseudo_gradient_scale: str = "raw",
-    mode: str = "opaque",
-    track_gradient_sum: bool = False,
+  outer: optax.GradientTransformation,
+  inner_learning_rate: ScalarOrSchedule,
+  *,
+  num_inner_steps: int,
+  normalize: str = "global",
+  pseudo_gradient_scale: str = "raw",
+  mode: str = "opaque",
+  track_gradient_sum: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
   """The Nexus optimizer: K normalized inner steps, then ``outer`` on the pseudo-gradient.
 
@@ -135,6 +138,9 @@ def nexus(
   if pseudo_gradient_scale == "inverse_gamma":
     outer = optax.chain(_scale_by_inverse_gamma(as_schedule(inner_learning_rate)), outer)
   return two_loop(
-      normalized_descent(inner_learning_rate, normalize), outer, int(num_inner_steps), mode=mode,
-      track_gradient_sum=track_gradient_sum,
+    normalized_descent(inner_learning_rate, normalize),
+    outer,
+    int(num_inner_steps),
+    mode=mode,
+    track_gradient_sum=track_gradient_sum,
   )

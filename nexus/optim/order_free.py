@@ -20,7 +20,8 @@ sampling); visiting each of K = S micro-batches once in a random order has a dif
 term (see docs/order_free.md).
 """
 
-from typing import Any, NamedTuple, Optional
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -81,15 +82,15 @@ def _mean_off_diagonal(matrix: jax.Array) -> jax.Array:
 
 
 def order_free_nexus(
-    outer: optax.GradientTransformation,
-    inner_learning_rate: ScalarOrSchedule,
-    *,
-    num_inner_steps: int,
-    num_sources: int,
-    order: int = 2,
-    normalize: str = "global",
-    method: str = "vmap",
-    batch_size: Optional[int] = None,
+  outer: optax.GradientTransformation,
+  inner_learning_rate: ScalarOrSchedule,
+  *,
+  num_inner_steps: int,
+  num_sources: int,
+  order: int = 2,
+  normalize: str = "global",
+  method: str = "vmap",
+  batch_size: int | None = None,
 ) -> optax.GradientTransformationExtraArgs:
   """Nexus's update averaged over i.i.d. uniform source orders, to second order, without an inner loop.
 
@@ -156,36 +157,40 @@ def order_free_nexus(
 
   def init_fn(params: Any) -> OrderFreeState:
     return OrderFreeState(
-        count=jnp.zeros([], jnp.int32),
-        outer_state=outer.init(tree_utils.at_least_float32(params)),
-        diagnostics=OrderFreeDiagnostics(
-            source_grad_norms=jnp.zeros([s], jnp.float32),
-            mean_pairwise_cosine=jnp.full([], jnp.nan, jnp.float32),
-            first_order_norm=jnp.zeros([], jnp.float32),
-            second_order_norm=uncomputed_second_order_norm(),
-            pseudo_gradient_norm=jnp.zeros([], jnp.float32),
-            inner_losses=jnp.full([s], jnp.nan, jnp.float32),
-        ),
+      count=jnp.zeros([], jnp.int32),
+      outer_state=outer.init(tree_utils.at_least_float32(params)),
+      diagnostics=OrderFreeDiagnostics(
+        source_grad_norms=jnp.zeros([s], jnp.float32),
+        mean_pairwise_cosine=jnp.full([], jnp.nan, jnp.float32),
+        first_order_norm=jnp.zeros([], jnp.float32),
+        second_order_norm=uncomputed_second_order_norm(),
+        pseudo_gradient_norm=jnp.zeros([], jnp.float32),
+        inner_losses=jnp.full([s], jnp.nan, jnp.float32),
+      ),
     )
 
   def update_fn(updates, state, params=None, *, loss_fn=None, **extra_args):
     del extra_args
     if params is None:
-      raise ValueError("order_free_nexus needs params in update(updates, state, params, loss_fn=...).")
+      raise ValueError(
+        "order_free_nexus needs params in update(updates, state, params, loss_fn=...)."
+      )
     microbatches.check_updates(updates, params, "order_free_nexus")
     if loss_fn is None:
       raise ValueError(
-          "order_free_nexus needs update(..., loss_fn=loss_fn) with loss_fn(params, i) the scalar loss of "
-          "source i = 0..S-1."
+        "order_free_nexus needs update(..., loss_fn=loss_fn) with loss_fn(params, i) the scalar loss of "
+        "source i = 0..S-1."
       )
     checks.check_callable("loss_fn", loss_fn, "loss_fn(params, i) with i the source index")
-    checks.check_scalar_output("order_free_nexus: loss_fn(params, i)", loss_fn, params, jnp.zeros([], jnp.int32))
+    checks.check_scalar_output(
+      "order_free_nexus: loss_fn(params, i)", loss_fn, params, jnp.zeros([], jnp.int32)
+    )
     sources = jnp.arange(s)
 
     def summed_normalized(point):
       """θ ↦ Σ_i normalize(∇L_i(θ)); also returns the losses and stacked raw gradients ∇L_i(θ)."""
       losses, grads = per_source.per_source_values_and_gradients(
-          loss_fn, point, sources, method=method, batch_size=batch_size
+        loss_fn, point, sources, method=method, batch_size=batch_size
       )
       return per_source.sum_normalized(grads, normalize), (losses, grads)
 
@@ -193,11 +198,11 @@ def order_free_nexus(
     if order == 2 and k > 1:
       # One evaluation gives the S gradients (auxiliary), their normalized sum v and v ↦ Σ_i 𝒥_i v.
       direction_sum, jacobian_vector_product, (losses, grads) = jax.linearize(
-          summed_normalized, params, has_aux=True
+        summed_normalized, params, has_aux=True
       )
       jacobian_products = jacobian_vector_product(optax.tree.cast_like(direction_sum, params))
       second_order = optax.tree.scale(
-          gamma**2 * second_order_coefficient, tree_utils.at_least_float32(jacobian_products)
+        gamma**2 * second_order_coefficient, tree_utils.at_least_float32(jacobian_products)
       )
     else:
       direction_sum, (losses, grads) = summed_normalized(params)
@@ -216,15 +221,15 @@ def order_free_nexus(
 
     gram = per_source.tree_gram(grads)
     diagnostics = OrderFreeDiagnostics(
-        source_grad_norms=jnp.sqrt(jnp.clip(jnp.diagonal(gram), 0.0)).astype(jnp.float32),
-        mean_pairwise_cosine=_mean_off_diagonal(per_source.cosine_from_gram(gram)),
-        first_order_norm=tree_utils.tree_norm32(first_order),
-        second_order_norm=second_order_norm,
-        pseudo_gradient_norm=tree_utils.tree_norm32(pseudo_gradient),
-        inner_losses=jnp.asarray(losses, jnp.float32),
+      source_grad_norms=jnp.sqrt(jnp.clip(jnp.diagonal(gram), 0.0)).astype(jnp.float32),
+      mean_pairwise_cosine=_mean_off_diagonal(per_source.cosine_from_gram(gram)),
+      first_order_norm=tree_utils.tree_norm32(first_order),
+      second_order_norm=second_order_norm,
+      pseudo_gradient_norm=tree_utils.tree_norm32(pseudo_gradient),
+      inner_losses=jnp.asarray(losses, jnp.float32),
     )
     new_state = OrderFreeState(
-        count=optax.safe_increment(state.count), outer_state=outer_state, diagnostics=diagnostics
+      count=optax.safe_increment(state.count), outer_state=outer_state, diagnostics=diagnostics
     )
     return optax.tree.cast_like(outer_updates, params), new_state
 

@@ -17,7 +17,8 @@ The model-sized work is one Gram (``per_source.tree_gram``, whole-tree inner pro
 and one weighted sum ``Σ_k w_k g_k`` over the source axis, with ``w = Σ_i C[i, :]``.
 """
 
-from typing import Any, NamedTuple, Optional
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -40,7 +41,7 @@ class PCGradState(NamedTuple):
     outer_state: state of the outer transformation.
   """
 
-  key: Optional[jax.Array]
+  key: jax.Array | None
   outer_state: Any
 
 
@@ -74,19 +75,23 @@ def projection_coefficients(gram: jax.Array, orders: jax.Array) -> jax.Array:
 def _source_count(stacked: Any) -> int:
   leaves = jax.tree.leaves(stacked)
   if not leaves:
-    raise ValueError("pcgrad needs a non-empty tree of per-source gradients stacked [S, *param_shape].")
+    raise ValueError(
+      "pcgrad needs a non-empty tree of per-source gradients stacked [S, *param_shape]."
+    )
   counts = {jnp.shape(leaf)[0] if jnp.ndim(leaf) else None for leaf in leaves}
   if len(counts) != 1 or None in counts:
-    raise ValueError(f"every leaf of the stacked gradients needs the same leading source axis, got sizes {counts}.")
+    raise ValueError(
+      f"every leaf of the stacked gradients needs the same leading source axis, got sizes {counts}."
+    )
   return counts.pop()
 
 
 def pcgrad(
-    outer: optax.GradientTransformation,
-    *,
-    order: str = "random",
-    seed: int = 0,
-    reduction: str = "sum",
+  outer: optax.GradientTransformation,
+  *,
+  order: str = "random",
+  seed: int = 0,
+  reduction: str = "sum",
 ) -> optax.GradientTransformationExtraArgs:
   """PCGrad as a transformation over stacked per-source gradients, feeding ``outer``.
 
@@ -122,7 +127,7 @@ def pcgrad(
     if order == "random":
       key, orders_key = jax.random.split(jax.random.wrap_key_data(state.key))
       orders = jax.vmap(lambda k: jax.random.permutation(k, num_sources))(
-          jax.random.split(orders_key, num_sources)
+        jax.random.split(orders_key, num_sources)
       )
       key = jax.random.key_data(key)
     else:

@@ -8,7 +8,8 @@ The γ→0 limit of Nexus: ĝ/γ → Σ_m g_{s_m}/‖g_{s_m}‖ evaluated at θ,
 per-source gradients (Chen et al. 2026, arXiv:2604.09258, first-order term of the expansion).
 """
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -22,12 +23,12 @@ PER_SOURCE_METHODS = ("vmap", "map")
 
 
 def per_source_values_and_gradients(
-    loss_fn: Callable[[Any, Any], jax.Array],
-    params: Any,
-    stacked_batch: Any,
-    *,
-    method: str = "vmap",
-    batch_size: Optional[int] = None,
+  loss_fn: Callable[[Any, Any], jax.Array],
+  params: Any,
+  stacked_batch: Any,
+  *,
+  method: str = "vmap",
+  batch_size: int | None = None,
 ) -> tuple[jax.Array, Any]:
   """Losses and gradients of ``loss_fn(params, batch_s)`` for every source ``s`` of ``stacked_batch[s]``.
 
@@ -48,13 +49,15 @@ def per_source_values_and_gradients(
   value_and_grad_fn = jax.value_and_grad(loss_fn)
   if method == "vmap":
     return jax.vmap(value_and_grad_fn, in_axes=(None, 0))(params, stacked_batch)
-  return jax.lax.map(lambda batch: value_and_grad_fn(params, batch), stacked_batch, batch_size=batch_size)
+  return jax.lax.map(
+    lambda batch: value_and_grad_fn(params, batch), stacked_batch, batch_size=batch_size
+  )
 
 
 def per_source_gradients(loss_fn, params, stacked_batch, *, method="vmap", batch_size=None) -> Any:
   """The gradients of ``per_source_values_and_gradients`` (same arguments), stacked ``[S, *shape]``."""
   return per_source_values_and_gradients(
-      loss_fn, params, stacked_batch, method=method, batch_size=batch_size
+    loss_fn, params, stacked_batch, method=method, batch_size=batch_size
   )[1]
 
 
@@ -87,10 +90,10 @@ def sum_normalized(stacked: Any, normalize: str = "global") -> Any:
 
 
 def first_order_nexus(
-    outer: optax.GradientTransformation,
-    inner_learning_rate=1.0,
-    *,
-    normalize: str = "global",
+  outer: optax.GradientTransformation,
+  inner_learning_rate=1.0,
+  *,
+  normalize: str = "global",
 ) -> optax.GradientTransformationExtraArgs:
   """Nexus's γ→0 limit as a transformation over stacked per-source gradients.
 

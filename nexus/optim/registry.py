@@ -22,8 +22,9 @@ inside the loop (their pseudo-gradient is a K-step AdamW displacement fed to an 
 Nesterov SGD, and clipping it would change the outer step length, not guard against spikes).
 """
 
+from collections.abc import Callable
 import dataclasses
-from typing import Callable, NamedTuple, Optional
+from typing import NamedTuple
 
 import optax
 
@@ -32,9 +33,9 @@ from nexus.optim import microbatches
 from nexus.optim.lookahead import lookahead
 from nexus.optim.lookahead import snoo
 from nexus.optim.nexus import PSEUDO_GRADIENT_SCALES
-from nexus.optim.normalize import NORMALIZATIONS
 from nexus.optim.nexus import ScalarOrSchedule
 from nexus.optim.nexus import nexus
+from nexus.optim.normalize import NORMALIZATIONS
 from nexus.optim.order_free import order_free_nexus
 from nexus.optim.pcgrad import pcgrad
 from nexus.optim.per_source import first_order_nexus
@@ -79,8 +80,8 @@ class Hyperparameters:
   b2: float = 0.999
   eps: float = 1e-8
   weight_decay: float = 1e-4
-  clip_norm: Optional[float] = 1.0
-  inner_learning_rate: Optional[ScalarOrSchedule] = None
+  clip_norm: float | None = 1.0
+  inner_learning_rate: ScalarOrSchedule | None = None
   normalize: str = "global"
   pseudo_gradient_scale: str = "raw"
   slow_step_size: float = 0.5
@@ -91,12 +92,14 @@ class Hyperparameters:
   seed: int = 0
   order: int = 2
   per_source_method: str = "vmap"
-  per_source_batch_size: Optional[int] = None
+  per_source_batch_size: int | None = None
 
 
 HYPERPARAMETERS = tuple(field.name for field in dataclasses.fields(Hyperparameters))
 REQUIRED = tuple(
-    field.name for field in dataclasses.fields(Hyperparameters) if field.default is dataclasses.MISSING
+  field.name
+  for field in dataclasses.fields(Hyperparameters)
+  if field.default is dataclasses.MISSING
 )
 
 
@@ -115,16 +118,27 @@ def check_hyperparameters(name: str, hp: Hyperparameters) -> None:
   checks.check_scalar_in_range("weight_decay", hp.weight_decay, 0.0, unbounded, closed="left")
   if hp.clip_norm is not None:
     checks.check_scalar_in_range(
-        "clip_norm", hp.clip_norm, 0.0, unbounded, closed="left", fix="pass None or 0 to disable clipping."
+      "clip_norm",
+      hp.clip_norm,
+      0.0,
+      unbounded,
+      closed="left",
+      fix="pass None or 0 to disable clipping.",
     )
   checks.check_choice("normalize", hp.normalize, NORMALIZATIONS)
   checks.check_choice("pseudo_gradient_scale", hp.pseudo_gradient_scale, PSEUDO_GRADIENT_SCALES)
-  if name in USES_GAMMA and not (name == "nexus_first_order" and hp.pseudo_gradient_scale == "inverse_gamma"):
+  if name in USES_GAMMA and not (
+    name == "nexus_first_order" and hp.pseudo_gradient_scale == "inverse_gamma"
+  ):
     if hp.inner_learning_rate is None:
       raise ValueError(f"optimizer {name!r} needs inner_learning_rate (γ).")
     checks.check_scalar_in_range(
-        "inner_learning_rate", hp.inner_learning_rate, 0.0, unbounded, closed="neither",
-        fix=f"γ = 0 makes {name} train nothing; pass the inner step length γ > 0.",
+      "inner_learning_rate",
+      hp.inner_learning_rate,
+      0.0,
+      unbounded,
+      closed="neither",
+      fix=f"γ = 0 makes {name} train nothing; pass the inner step length γ > 0.",
     )
 
 
@@ -138,7 +152,7 @@ def _clipped(hp: Hyperparameters, tx: optax.GradientTransformation) -> optax.Gra
 def _adamw(hp: Hyperparameters) -> optax.GradientTransformation:
   """Clipped AdamW: the baseline's optimizer, and the outer optimizer of the Nexus family."""
   return _clipped(
-      hp, optax.adamw(hp.learning_rate, b1=hp.b1, b2=hp.b2, eps=hp.eps, weight_decay=hp.weight_decay)
+    hp, optax.adamw(hp.learning_rate, b1=hp.b1, b2=hp.b2, eps=hp.eps, weight_decay=hp.weight_decay)
   )
 
 
@@ -148,8 +162,11 @@ def _accumulated_adamw(hp: Hyperparameters):
 
 def _nexus_with(hp: Hyperparameters, outer: optax.GradientTransformation, normalize: str):
   return nexus(
-      outer, hp.inner_learning_rate, num_inner_steps=hp.num_inner_steps, normalize=normalize,
-      pseudo_gradient_scale=hp.pseudo_gradient_scale,
+    outer,
+    hp.inner_learning_rate,
+    num_inner_steps=hp.num_inner_steps,
+    normalize=normalize,
+    pseudo_gradient_scale=hp.pseudo_gradient_scale,
   )
 
 
@@ -163,8 +180,13 @@ def _nexus_unnormalized(hp: Hyperparameters):
 
 def _nexus_muon(hp: Hyperparameters):
   muon = optax.contrib.muon(
-      hp.learning_rate, eps=hp.eps, weight_decay=hp.weight_decay, adam_b1=hp.b1, adam_b2=hp.b2,
-      adam_weight_decay=hp.weight_decay, consistent_rms=MUON_CONSISTENT_RMS,
+    hp.learning_rate,
+    eps=hp.eps,
+    weight_decay=hp.weight_decay,
+    adam_b1=hp.b1,
+    adam_b2=hp.b2,
+    adam_weight_decay=hp.weight_decay,
+    consistent_rms=MUON_CONSISTENT_RMS,
   )
   return _nexus_with(hp, _clipped(hp, muon), hp.normalize)
 
@@ -178,11 +200,18 @@ def _nexus_first_order(hp: Hyperparameters):
 
 def _order_free(hp: Hyperparameters):
   if hp.pseudo_gradient_scale != "raw":
-    raise ValueError(f"order_free supports pseudo_gradient_scale='raw' only, got {hp.pseudo_gradient_scale!r}.")
+    raise ValueError(
+      f"order_free supports pseudo_gradient_scale='raw' only, got {hp.pseudo_gradient_scale!r}."
+    )
   return order_free_nexus(
-      _adamw(hp), hp.inner_learning_rate, num_inner_steps=hp.num_inner_steps,
-      num_sources=hp.num_inner_steps, order=hp.order, normalize=hp.normalize,
-      method=hp.per_source_method, batch_size=hp.per_source_batch_size,
+    _adamw(hp),
+    hp.inner_learning_rate,
+    num_inner_steps=hp.num_inner_steps,
+    num_sources=hp.num_inner_steps,
+    order=hp.order,
+    normalize=hp.normalize,
+    method=hp.per_source_method,
+    batch_size=hp.per_source_batch_size,
   )
 
 
@@ -196,13 +225,17 @@ def _inner_adamw(hp: Hyperparameters) -> optax.GradientTransformation:
 
 
 def _lookahead(hp: Hyperparameters):
-  return lookahead(_inner_adamw(hp), num_inner_steps=hp.num_inner_steps, slow_step_size=hp.slow_step_size)
+  return lookahead(
+    _inner_adamw(hp), num_inner_steps=hp.num_inner_steps, slow_step_size=hp.slow_step_size
+  )
 
 
 def _snoo(hp: Hyperparameters):
   return snoo(
-      _inner_adamw(hp), num_inner_steps=hp.num_inner_steps, outer_learning_rate=hp.outer_learning_rate,
-      outer_momentum=hp.outer_momentum,
+    _inner_adamw(hp),
+    num_inner_steps=hp.num_inner_steps,
+    outer_learning_rate=hp.outer_learning_rate,
+    outer_momentum=hp.outer_momentum,
   )
 
 
@@ -225,18 +258,20 @@ class Method(NamedTuple):
 
 
 METHODS = {
-    "adamw": Method(_accumulated_adamw, "AdamW on the mean of the K micro-batch gradients at θ"),
-    "nexus": Method(_nexus, "K normalized inner steps of length γ, AdamW on θ − φ"),
-    "nexus_first_order": Method(_nexus_first_order, "Nexus's γ→0 limit: AdamW on γ Σ_k g_k/‖g_k‖ at θ"),
-    "nexus_unnormalized": Method(
-        _nexus_unnormalized, "Fish-like: K plain SGD inner steps of rate γ, AdamW on θ − φ"
-    ),
-    "nexus_muon": Method(_nexus_muon, "Nexus with Muon (AdamW for non-2D params) as the outer"),
-    "order_free": Method(_order_free, "Nexus's update averaged over source orders, to O(γ²)"),
-    "lookahead": Method(_lookahead, "K AdamW steps, then θ ← θ + α(φ − θ)"),
-    "snoo": Method(_snoo, "K AdamW steps, then Nesterov SGD on θ − φ"),
-    "sam": Method(_sam, "AdamW on the mean gradient at θ + ρ ḡ/‖ḡ‖ (optax.contrib.sam)"),
-    "pcgrad": Method(_pcgrad, "AdamW on the mean of PCGrad-projected micro-batch gradients"),
+  "adamw": Method(_accumulated_adamw, "AdamW on the mean of the K micro-batch gradients at θ"),
+  "nexus": Method(_nexus, "K normalized inner steps of length γ, AdamW on θ − φ"),
+  "nexus_first_order": Method(
+    _nexus_first_order, "Nexus's γ→0 limit: AdamW on γ Σ_k g_k/‖g_k‖ at θ"
+  ),
+  "nexus_unnormalized": Method(
+    _nexus_unnormalized, "Fish-like: K plain SGD inner steps of rate γ, AdamW on θ − φ"
+  ),
+  "nexus_muon": Method(_nexus_muon, "Nexus with Muon (AdamW for non-2D params) as the outer"),
+  "order_free": Method(_order_free, "Nexus's update averaged over source orders, to O(γ²)"),
+  "lookahead": Method(_lookahead, "K AdamW steps, then θ ← θ + α(φ − θ)"),
+  "snoo": Method(_snoo, "K AdamW steps, then Nesterov SGD on θ − φ"),
+  "sam": Method(_sam, "AdamW on the mean gradient at θ + ρ ḡ/‖ḡ‖ (optax.contrib.sam)"),
+  "pcgrad": Method(_pcgrad, "AdamW on the mean of PCGrad-projected micro-batch gradients"),
 }
 
 
@@ -256,7 +291,9 @@ def build(name: str, **hyperparameters) -> optax.GradientTransformationExtraArgs
     raise ValueError(f"unknown optimizer {name!r}; pick one of {sorted(METHODS)}.")
   unknown = sorted(set(hyperparameters) - set(HYPERPARAMETERS))
   if unknown:
-    raise ValueError(f"unknown hyperparameters {unknown} for optimizer {name!r}; known: {list(HYPERPARAMETERS)}.")
+    raise ValueError(
+      f"unknown hyperparameters {unknown} for optimizer {name!r}; known: {list(HYPERPARAMETERS)}."
+    )
   missing = [key for key in REQUIRED if key not in hyperparameters]
   if missing:
     raise ValueError(f"optimizer {name!r} needs the hyperparameters {missing}.")

@@ -15,7 +15,8 @@ over the K micro-batches is taken at θ and again at θ + ε: SAM costs 2K gradi
 step for the same tokens. As in ``optax.contrib.normalize``, a zero mean gradient gives NaN.
 """
 
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import optax
 
@@ -32,10 +33,10 @@ class MicrobatchSAMState(NamedTuple):
 
 
 def microbatch_sam(
-    optimizer: optax.GradientTransformation,
-    *,
-    rho: float,
-    num_microbatches: int,
+  optimizer: optax.GradientTransformation,
+  *,
+  rho: float,
+  num_microbatches: int,
 ) -> optax.GradientTransformationExtraArgs:
   """SAM on the mean gradient of ``num_microbatches`` micro-batches, via ``optax.contrib.sam``.
 
@@ -57,18 +58,27 @@ def microbatch_sam(
   sam = optax.contrib.sam(optimizer, adversarial, sync_period=2, opaque_mode=True)
 
   def init_fn(params):
-    return MicrobatchSAMState(sam_state=sam.init(params), diagnostics=microbatches.initial_diagnostics(k))
+    return MicrobatchSAMState(
+      sam_state=sam.init(params), diagnostics=microbatches.initial_diagnostics(k)
+    )
 
-  def update_fn(updates, state, params=None, *, loss_fn=None, grad_fn=None, value_and_grad_fn=None,
-                **extra_args):
+  def update_fn(
+    updates, state, params=None, *, loss_fn=None, grad_fn=None, value_and_grad_fn=None, **extra_args
+  ):
     del extra_args
     value_and_grad_fn = microbatches.resolve(
-        "microbatch_sam", updates, params, loss_fn=loss_fn, grad_fn=grad_fn,
-        value_and_grad_fn=value_and_grad_fn,
+      "microbatch_sam",
+      updates,
+      params,
+      loss_fn=loss_fn,
+      grad_fn=grad_fn,
+      value_and_grad_fn=value_and_grad_fn,
     )
     mean_at = lambda point: microbatches.mean_gradient(value_and_grad_fn, point, k)
     grad, losses, norms = mean_at(params)
-    new_updates, sam_state = sam.update(grad, state.sam_state, params, grad_fn=lambda point, _: mean_at(point)[0])
+    new_updates, sam_state = sam.update(
+      grad, state.sam_state, params, grad_fn=lambda point, _: mean_at(point)[0]
+    )
     diagnostics = microbatches.MicrobatchDiagnostics(inner_losses=losses, inner_grad_norms=norms)
     return new_updates, MicrobatchSAMState(sam_state=sam_state, diagnostics=diagnostics)
 

@@ -9,7 +9,7 @@ call: once per outer step in opaque mode, but K times per outer step in transpar
 ``inner_call_schedule`` turns a schedule of the outer step into one of that call count.
 """
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -18,9 +18,9 @@ from nexus.optim import checks
 
 
 def tied_inner_learning_rate(
-    peak_inner_learning_rate: float,
-    learning_rate: Callable[[jax.Array], jax.Array],
-    peak_learning_rate: float,
+  peak_inner_learning_rate: float,
+  learning_rate: Callable[[jax.Array], jax.Array],
+  peak_learning_rate: float,
 ) -> Callable[[jax.Array], jax.Array]:
   """Returns the schedule ``count ↦ γ_peak · learning_rate(count) / peak_learning_rate``.
 
@@ -30,13 +30,19 @@ def tied_inner_learning_rate(
     peak_learning_rate: its peak value η_peak > 0 (e.g. ``peak_value`` of a warmup-cosine schedule).
   """
   if not callable(learning_rate):
-    raise TypeError("learning_rate must be a schedule (a function of the step count), e.g. optax.cosine_decay_schedule(...).")
+    raise TypeError(
+      "learning_rate must be a schedule (a function of the step count), e.g. optax.cosine_decay_schedule(...)."
+    )
   checks.check_scalar_in_range(
-      "peak_inner_learning_rate", peak_inner_learning_rate, 0.0, float("inf"), closed="left"
+    "peak_inner_learning_rate", peak_inner_learning_rate, 0.0, float("inf"), closed="left"
   )
   checks.check_scalar_in_range(
-      "peak_learning_rate", peak_learning_rate, 0.0, float("inf"), closed="neither",
-      fix="pass the schedule's peak value.",
+    "peak_learning_rate",
+    peak_learning_rate,
+    0.0,
+    float("inf"),
+    closed="neither",
+    fix="pass the schedule's peak value.",
   )
   ratio = peak_inner_learning_rate / peak_learning_rate
 
@@ -47,7 +53,7 @@ def tied_inner_learning_rate(
 
 
 def inner_call_schedule(
-    schedule: Callable[[jax.Array], jax.Array], num_inner_steps: int
+  schedule: Callable[[jax.Array], jax.Array], num_inner_steps: int
 ) -> Callable[[jax.Array], jax.Array]:
   """``schedule`` (a function of the outer step) as a function of the inner-call count: ``c ↦ schedule(c // K)``.
 
@@ -55,6 +61,8 @@ def inner_call_schedule(
   two-loop optimizer, where one ``update`` call is one inner step and inject's count advances per call.
   """
   if not callable(schedule):
-    raise TypeError("schedule must be a function of the outer step count, e.g. optax.cosine_decay_schedule(...).")
+    raise TypeError(
+      "schedule must be a function of the outer step count, e.g. optax.cosine_decay_schedule(...)."
+    )
   checks.check_num_inner_steps(num_inner_steps)
   return lambda count: schedule(count // num_inner_steps)

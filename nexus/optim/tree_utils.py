@@ -1,6 +1,7 @@
 """Small pytree helpers shared by the optimizer modules (JAX + Optax only)."""
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -9,18 +10,24 @@ import optax
 
 def at_least_float32(tree: Any) -> Any:
   """Casts every leaf to float32, or keeps it when wider (float64 stays float64)."""
-  return jax.tree.map(lambda x: jnp.asarray(x).astype(jnp.promote_types(jnp.asarray(x).dtype, jnp.float32)), tree)
+  return jax.tree.map(
+    lambda x: jnp.asarray(x).astype(jnp.promote_types(jnp.asarray(x).dtype, jnp.float32)), tree
+  )
 
 
 def at_least_float32_copy(tree: Any) -> Any:
   """Like ``at_least_float32`` but always a fresh buffer, so donating ``tree`` never frees the copy."""
-  return jax.tree.map(lambda x: jnp.array(x, dtype=jnp.promote_types(jnp.asarray(x).dtype, jnp.float32)), tree)
+  return jax.tree.map(
+    lambda x: jnp.array(x, dtype=jnp.promote_types(jnp.asarray(x).dtype, jnp.float32)), tree
+  )
 
 
 def safe_divide(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
   """``numerator / denominator``, and 0 where the denominator is 0 (no NaN, safe gradients)."""
   nonzero = denominator != 0
-  return jnp.where(nonzero, numerator / jnp.where(nonzero, denominator, 1.0), jnp.zeros_like(numerator))
+  return jnp.where(
+    nonzero, numerator / jnp.where(nonzero, denominator, 1.0), jnp.zeros_like(numerator)
+  )
 
 
 def tree_norm32(tree: Any) -> jax.Array:
@@ -75,7 +82,9 @@ def resync(params: Any, copies: Any) -> Any:
 
 def keep_like(values: Any, copies: Any) -> Any:
   """``values`` (a full tree) restricted to the leaves where ``copies`` holds an array."""
-  return jax.tree.map(lambda v, c: c if isinstance(c, optax.MaskedNode) else v.astype(c.dtype), values, copies)
+  return jax.tree.map(
+    lambda v, c: c if isinstance(c, optax.MaskedNode) else v.astype(c.dtype), values, copies
+  )
 
 
 def step_onto(target: Any, params: Any) -> Any:

@@ -35,7 +35,8 @@ skips that inner call. So ``optax.apply_if_finite`` is not needed (and cannot se
 gradients); it composes, since opaque mode's updates are finite.
 """
 
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -104,24 +105,25 @@ class TwoLoopState(NamedTuple):
 
 def _check_not_masked(params: Any) -> None:
   masked = [
-      leaf for leaf in jax.tree.leaves(params, is_leaf=lambda x: isinstance(x, optax.MaskedNode))
-      if isinstance(leaf, optax.MaskedNode)
+    leaf
+    for leaf in jax.tree.leaves(params, is_leaf=lambda x: isinstance(x, optax.MaskedNode))
+    if isinstance(leaf, optax.MaskedNode)
   ]
   if masked:
     raise ValueError(
-        "opaque mode evaluates loss_fn at the full params, but optax.masked hid some of them; use "
-        "mode='transparent' under optax.masked, or freeze leaves inside the outer transformation "
-        "(optax.multi_transform with optax.set_to_zero())."
+      "opaque mode evaluates loss_fn at the full params, but optax.masked hid some of them; use "
+      "mode='transparent' under optax.masked, or freeze leaves inside the outer transformation "
+      "(optax.multi_transform with optax.set_to_zero())."
     )
 
 
 def two_loop(
-    inner: optax.GradientTransformation,
-    outer: optax.GradientTransformation,
-    num_inner_steps: int,
-    *,
-    mode: str = "opaque",
-    track_gradient_sum: bool = False,
+  inner: optax.GradientTransformation,
+  outer: optax.GradientTransformation,
+  num_inner_steps: int,
+  *,
+  mode: str = "opaque",
+  track_gradient_sum: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
   """Runs ``num_inner_steps`` steps of ``inner`` from θ, then one ``outer`` step on ĝ = θ − φ.
 
@@ -155,27 +157,27 @@ def two_loop(
 
   def init_fn(params: Any) -> TwoLoopState:
     outer_params = tree_utils.float32_copies(
-        params, (lambda x: True) if transparent else tree_utils.is_below_float32
+      params, (lambda x: True) if transparent else tree_utils.is_below_float32
     )
     theta = tree_utils.at_least_float32(params)
     return TwoLoopState(
-        count=jnp.zeros([], jnp.int32),
-        inner_step=jnp.zeros([], jnp.int32),
-        outer_params=outer_params,
-        inner_params=tree_utils.float32_copies(
-            params, tree_utils.is_below_float32 if transparent else (lambda x: False)
-        ),
-        inner_state=inner.init(theta),
-        outer_state=outer.init(theta),
-        skipped_steps=jnp.zeros([], jnp.int32),
-        diagnostics=TwoLoopDiagnostics(
-            inner_grad_norms=jnp.zeros([k], jnp.float32),
-            inner_losses=jnp.full([k], jnp.nan, jnp.float32),
-            inner_path_length=jnp.zeros([], jnp.float32),
-            pseudo_gradient_norm=jnp.zeros([], jnp.float32),
-            alignment=jnp.zeros([], jnp.float32),
-            summed_gradient_cosine=jnp.full([], jnp.nan, jnp.float32),
-        ),
+      count=jnp.zeros([], jnp.int32),
+      inner_step=jnp.zeros([], jnp.int32),
+      outer_params=outer_params,
+      inner_params=tree_utils.float32_copies(
+        params, tree_utils.is_below_float32 if transparent else (lambda x: False)
+      ),
+      inner_state=inner.init(theta),
+      outer_state=outer.init(theta),
+      skipped_steps=jnp.zeros([], jnp.int32),
+      diagnostics=TwoLoopDiagnostics(
+        inner_grad_norms=jnp.zeros([k], jnp.float32),
+        inner_losses=jnp.full([k], jnp.nan, jnp.float32),
+        inner_path_length=jnp.zeros([], jnp.float32),
+        pseudo_gradient_norm=jnp.zeros([], jnp.float32),
+        alignment=jnp.zeros([], jnp.float32),
+        summed_gradient_cosine=jnp.full([], jnp.nan, jnp.float32),
+      ),
     )
 
   def inner_step(grad, inner_state, phi, count):
@@ -195,23 +197,24 @@ def two_loop(
   def diagnostics_of(grad_norms, losses, path_length, pseudo_gradient, summed_grad):
     pseudo_norm = tree_utils.tree_norm32(pseudo_gradient)
     cosine = (
-        tree_utils.tree_cosine(pseudo_gradient, summed_grad)
-        if summed_grad is not None
-        else jnp.full([], jnp.nan, jnp.float32)
+      tree_utils.tree_cosine(pseudo_gradient, summed_grad)
+      if summed_grad is not None
+      else jnp.full([], jnp.nan, jnp.float32)
     )
     return TwoLoopDiagnostics(
-        inner_grad_norms=grad_norms,
-        inner_losses=losses,
-        inner_path_length=path_length,
-        pseudo_gradient_norm=pseudo_norm,
-        alignment=tree_utils.safe_divide(pseudo_norm, path_length),
-        summed_gradient_cosine=cosine,
+      inner_grad_norms=grad_norms,
+      inner_losses=losses,
+      inner_path_length=path_length,
+      pseudo_gradient_norm=pseudo_norm,
+      alignment=tree_utils.safe_divide(pseudo_norm, path_length),
+      summed_gradient_cosine=cosine,
     )
 
   def skip(state, params, diagnostics):
     """The state kept as it was (but counting the skip and showing what went wrong), zero update."""
-    new_state = state._replace(skipped_steps=optax.safe_increment(state.skipped_steps),
-                               diagnostics=diagnostics)
+    new_state = state._replace(
+      skipped_steps=optax.safe_increment(state.skipped_steps), diagnostics=diagnostics
+    )
     return optax.tree.zeros_like(params), new_state
 
   def opaque_update(state, params, value_and_grad_fn, has_losses):
@@ -230,7 +233,7 @@ def two_loop(
     grad_sum = optax.tree.zeros_like(theta) if track_gradient_sum else None
     init = (theta, state.inner_state, grad_sum, jnp.zeros([], jnp.float32))
     (phi, inner_state, grad_sum, path_length), (grad_norms, losses) = jax.lax.scan(
-        inner_body, init, jnp.arange(k)
+      inner_body, init, jnp.arange(k)
     )
     new_theta, outer_state, pseudo_gradient, finite = outer_step(theta, phi, state.outer_state)
     finite &= jnp.all(jnp.isfinite(grad_norms))
@@ -240,14 +243,14 @@ def two_loop(
 
     def accept():
       new_state = TwoLoopState(
-          count=optax.safe_increment(state.count),
-          inner_step=state.inner_step,
-          outer_params=tree_utils.keep_like(new_theta, state.outer_params),
-          inner_params=state.inner_params,
-          inner_state=inner_state,
-          outer_state=outer_state,
-          skipped_steps=state.skipped_steps,
-          diagnostics=diagnostics,
+        count=optax.safe_increment(state.count),
+        inner_step=state.inner_step,
+        outer_params=tree_utils.keep_like(new_theta, state.outer_params),
+        inner_params=state.inner_params,
+        inner_state=inner_state,
+        outer_state=outer_state,
+        skipped_steps=state.skipped_steps,
+        diagnostics=diagnostics,
       )
       return tree_utils.step_onto(new_theta, params), new_state
 
@@ -255,19 +258,21 @@ def two_loop(
 
   def transparent_update(updates, state, params):
     checks.check_tree_like(
-        "transparent mode's updates (the gradient at params)", updates, params,
-        "pass the gradient of the loss at the current params, shaped like params.",
+      "transparent mode's updates (the gradient at params)",
+      updates,
+      params,
+      "pass the gradient of the loss at the current params, shaped like params.",
     )
     first = state.inner_step == 0
     theta = jax.tree.map(
-        lambda fresh, kept: jnp.where(first, fresh, kept),
-        tree_utils.resync(params, state.outer_params),
-        state.outer_params,
+      lambda fresh, kept: jnp.where(first, fresh, kept),
+      tree_utils.resync(params, state.outer_params),
+      state.outer_params,
     )
     phi = jax.tree.map(
-        lambda fresh, at_theta: jnp.where(first, at_theta, fresh),
-        tree_utils.resync(params, state.inner_params),
-        theta,
+      lambda fresh, at_theta: jnp.where(first, at_theta, fresh),
+      tree_utils.resync(params, state.inner_params),
+      theta,
     )
     grad = tree_utils.at_least_float32(updates)
     new_phi, inner_state, step_length = inner_step(grad, state.inner_state, phi, state.count)
@@ -277,29 +282,33 @@ def two_loop(
     diag = diag._replace(inner_grad_norms=grad_norms, inner_path_length=path_length)
 
     def finish_outer_step():
-      new_theta, outer_state, pseudo_gradient, finite = outer_step(theta, new_phi, state.outer_state)
-      diagnostics = diagnostics_of(grad_norms, diag.inner_losses, path_length, pseudo_gradient, None)
+      new_theta, outer_state, pseudo_gradient, finite = outer_step(
+        theta, new_phi, state.outer_state
+      )
+      diagnostics = diagnostics_of(
+        grad_norms, diag.inner_losses, path_length, pseudo_gradient, None
+      )
 
       def accept():
         new_state = state._replace(
-            count=optax.safe_increment(state.count),
-            inner_step=jnp.zeros([], jnp.int32),
-            outer_params=new_theta,
-            inner_params=tree_utils.keep_like(new_theta, state.inner_params),
-            inner_state=inner_state,
-            outer_state=outer_state,
-            diagnostics=diagnostics,
+          count=optax.safe_increment(state.count),
+          inner_step=jnp.zeros([], jnp.int32),
+          outer_params=new_theta,
+          inner_params=tree_utils.keep_like(new_theta, state.inner_params),
+          inner_state=inner_state,
+          outer_state=outer_state,
+          diagnostics=diagnostics,
         )
         return tree_utils.step_onto(new_theta, params), new_state
 
       def reject():
         # The K inner steps are dropped: params go back onto θ and the outer step starts again.
         new_state = state._replace(
-            inner_step=jnp.zeros([], jnp.int32),
-            outer_params=theta,
-            inner_params=tree_utils.keep_like(theta, state.inner_params),
-            skipped_steps=optax.safe_increment(state.skipped_steps),
-            diagnostics=diagnostics,
+          inner_step=jnp.zeros([], jnp.int32),
+          outer_params=theta,
+          inner_params=tree_utils.keep_like(theta, state.inner_params),
+          skipped_steps=optax.safe_increment(state.skipped_steps),
+          diagnostics=diagnostics,
         )
         return tree_utils.step_onto(theta, params), new_state
 
@@ -307,11 +316,11 @@ def two_loop(
 
     def continue_inner_loop():
       new_state = state._replace(
-          inner_step=state.inner_step + 1,
-          outer_params=theta,
-          inner_params=tree_utils.keep_like(new_phi, state.inner_params),
-          inner_state=inner_state,
-          diagnostics=diag,
+        inner_step=state.inner_step + 1,
+        outer_params=theta,
+        inner_params=tree_utils.keep_like(new_phi, state.inner_params),
+        inner_state=inner_state,
+        diagnostics=diag,
       )
       return tree_utils.step_onto(new_phi, params), new_state
 
@@ -321,23 +330,28 @@ def two_loop(
     finite = tree_utils.is_finite(grad) & jnp.isfinite(step_length)
     return jax.lax.cond(finite, take_step, lambda: skip(state, params, diag))
 
-  def update_fn(updates, state, params=None, *, loss_fn=None, grad_fn=None, value_and_grad_fn=None,
-                **extra_args):
+  def update_fn(
+    updates, state, params=None, *, loss_fn=None, grad_fn=None, value_and_grad_fn=None, **extra_args
+  ):
     del extra_args
     if params is None:
       raise ValueError("This two-loop optimizer needs params in update(updates, state, params).")
     if transparent:
       if loss_fn is not None or grad_fn is not None or value_and_grad_fn is not None:
         raise ValueError(
-            "transparent mode takes the gradient at params as updates, not loss_fn/grad_fn; build the "
-            "optimizer with mode='opaque' to pass loss_fn."
+          "transparent mode takes the gradient at params as updates, not loss_fn/grad_fn; build the "
+          "optimizer with mode='opaque' to pass loss_fn."
         )
       return transparent_update(updates, state, params)
     _check_not_masked(params)
     has_losses = grad_fn is None
     value_and_grad_fn = microbatches.resolve(
-        "opaque mode", updates, params, loss_fn=loss_fn, grad_fn=grad_fn,
-        value_and_grad_fn=value_and_grad_fn,
+      "opaque mode",
+      updates,
+      params,
+      loss_fn=loss_fn,
+      grad_fn=grad_fn,
+      value_and_grad_fn=value_and_grad_fn,
     )
     return opaque_update(state, params, value_and_grad_fn, has_losses)
 

@@ -32,12 +32,12 @@ import json
 import os
 from typing import Any
 
-import jax
-import numpy as np
-import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
+import jax
 from jax.experimental import multihost_utils
+import numpy as np
+import orbax.checkpoint as ocp
 
 _STATE = "state"
 _METADATA = "metadata"
@@ -88,14 +88,16 @@ class Checkpointer:
       ValueError: ``keep`` is not a positive integer, or ``directory`` cannot be created or written.
     """
     if not isinstance(keep, int) or isinstance(keep, bool) or keep < 1:
-      raise ValueError(f"keep={keep!r} must be a positive integer (the number of checkpoints to keep).")
+      raise ValueError(
+        f"keep={keep!r} must be a positive integer (the number of checkpoints to keep)."
+      )
     if "://" not in str(directory):  # orbax needs absolute local paths; URLs (gs://...) are kept
       directory = os.path.abspath(directory)
     self._directory = str(directory)
     _check_writable(epath.Path(directory))
     self._manager = ocp.CheckpointManager(
-        epath.Path(directory),
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=async_save),
+      epath.Path(directory),
+      options=ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=async_save),
     )
     self._unreadable_steps: set[int] = set()
     self._saving_step: int | None = None
@@ -111,14 +113,14 @@ class Checkpointer:
       step_text = f"step {step}" if step is not None else "a checkpoint"
       if _write_error_errno(error) == errno.ENOSPC:
         raise CheckpointWriteError(
-            errno.ENOSPC,
-            f"disk full while saving checkpoint {step_text} in {self._directory} ({os.strerror(errno.ENOSPC)}); "
-            "free space or lower --config.checkpoint.keep, then run again to resume from the last saved step.",
+          errno.ENOSPC,
+          f"disk full while saving checkpoint {step_text} in {self._directory} ({os.strerror(errno.ENOSPC)}); "
+          "free space or lower --config.checkpoint.keep, then run again to resume from the last saved step.",
         ) from None
       raise CheckpointWriteError(
-          errno.EIO,
-          f"could not save checkpoint {step_text} in {self._directory} ({_one_line(error)}); check the directory, "
-          "then run again to resume from the last saved step.",
+        errno.EIO,
+        f"could not save checkpoint {step_text} in {self._directory} ({_one_line(error)}); check the directory, "
+        "then run again to resume from the last saved step.",
       ) from None
 
   def save(self, step: int, state: Any, metadata: dict, *, force: bool = False) -> None:
@@ -139,27 +141,35 @@ class Checkpointer:
       ValueError: ``step`` is not a non-negative int or ``metadata`` is not a JSON-serialisable dict.
     """
     if not isinstance(step, (int, np.integer)) or isinstance(step, bool) or step < 0:
-      raise ValueError(f"checkpoint step {step!r} must be a non-negative int; pass the completed step number.")
+      raise ValueError(
+        f"checkpoint step {step!r} must be a non-negative int; pass the completed step number."
+      )
     step = int(step)
     metadata_json = _metadata_json(metadata)
     if step in self._manager.all_steps():
       if step not in self._unreadable_steps:
-        logging.info("Checkpoint step %d is already saved in %s; not saving it again.", step, self._directory)
+        logging.info(
+          "Checkpoint step %d is already saved in %s; not saving it again.", step, self._directory
+        )
         if force:
           self.wait()
         return
-      logging.warning("Replacing the unreadable checkpoint of step %d in %s.", step, self._directory)
+      logging.warning(
+        "Replacing the unreadable checkpoint of step %d in %s.", step, self._directory
+      )
       self._manager.delete(step)
       self._unreadable_steps.discard(step)
     process_metadata = [json.loads(text) for text in _gather_from_processes(metadata_json)]
     with self._writing(step):
       self._manager.save(
-          step,
-          args=ocp.args.Composite(**{
-              _STATE: ocp.args.StandardSave(state),
-              _METADATA: ocp.args.JsonSave({"process_metadata": process_metadata}),
-          }),
-          force=True,  # the caller decides when to save; orbax's save-interval policy is not used
+        step,
+        args=ocp.args.Composite(
+          **{
+            _STATE: ocp.args.StandardSave(state),
+            _METADATA: ocp.args.JsonSave({"process_metadata": process_metadata}),
+          }
+        ),
+        force=True,  # the caller decides when to save; orbax's save-interval policy is not used
       )
     self._saving_step = step
     if force:
@@ -200,11 +210,13 @@ class Checkpointer:
     for index, step in enumerate(steps):
       try:
         restored = reader.restore(
-            step,
-            args=ocp.args.Composite(**{
-                _STATE: ocp.args.StandardRestore(abstract_state),
-                _METADATA: ocp.args.JsonRestore(),
-            }),
+          step,
+          args=ocp.args.Composite(
+            **{
+              _STATE: ocp.args.StandardRestore(abstract_state),
+              _METADATA: ocp.args.JsonRestore(),
+            }
+          ),
         )
         metadata = _this_process_metadata(restored[_METADATA])
         error = None
@@ -212,19 +224,32 @@ class Checkpointer:
         error = caught
       if _all_processes_succeeded(error is None):
         if index:
-          logging.warning("Resumed from checkpoint step %d in %s after skipping unreadable steps %s.",
-                          step, self._directory, steps[:index])
+          logging.warning(
+            "Resumed from checkpoint step %d in %s after skipping unreadable steps %s.",
+            step,
+            self._directory,
+            steps[:index],
+          )
         return step, restored[_STATE], metadata
       error = error or RuntimeError("another process could not read it")
       newest_error = newest_error or error
       self._unreadable_steps.add(step)
-      next_try = f"falling back to step {steps[index + 1]}" if index + 1 < len(steps) else "no earlier step is left"
-      logging.warning("Checkpoint step %d in %s is unreadable (%s); %s. It is left on disk.",
-                      step, self._directory, _one_line(error), next_try)
+      next_try = (
+        f"falling back to step {steps[index + 1]}"
+        if index + 1 < len(steps)
+        else "no earlier step is left"
+      )
+      logging.warning(
+        "Checkpoint step %d in %s is unreadable (%s); %s. It is left on disk.",
+        step,
+        self._directory,
+        _one_line(error),
+        next_try,
+      )
     raise ValueError(
-        f"none of the checkpoints in {self._directory} (steps {steps}) could be restored; the newest failed "
-        f"with {_one_line(newest_error)}. If the model, optimizer or process count changed, use a new "
-        "directory; otherwise move the damaged steps out of it."
+      f"none of the checkpoints in {self._directory} (steps {steps}) could be restored; the newest failed "
+      f"with {_one_line(newest_error)}. If the model, optimizer or process count changed, use a new "
+      "directory; otherwise move the damaged steps out of it."
     )
 
   def latest_metadata(self) -> tuple[int, dict] | None:
@@ -237,7 +262,9 @@ class Checkpointer:
     try:
       for step in sorted(reader.all_steps(), reverse=True):
         try:
-          restored = reader.restore(step, args=ocp.args.Composite(**{_METADATA: ocp.args.JsonRestore()}))
+          restored = reader.restore(
+            step, args=ocp.args.Composite(**{_METADATA: ocp.args.JsonRestore()})
+          )
           return step, _this_process_metadata(restored[_METADATA])
         except Exception as error:  # pylint: disable=broad-except  # restore_latest reports damaged steps
           logging.info("Metadata of checkpoint step %d is unreadable (%s).", step, _one_line(error))
@@ -273,12 +300,13 @@ def _process_local_reader(directory: str) -> ocp.CheckpointManager:
   """
   this_process = jax.process_index()
   return ocp.CheckpointManager(
-      epath.Path(directory),
-      options=ocp.CheckpointManagerOptions(
-          create=False,
-          multiprocessing_options=ocp.options.MultiprocessingOptions(
-              primary_host=this_process, active_processes={this_process}),
+    epath.Path(directory),
+    options=ocp.CheckpointManagerOptions(
+      create=False,
+      multiprocessing_options=ocp.options.MultiprocessingOptions(
+        primary_host=this_process, active_processes={this_process}
       ),
+    ),
   )
 
 
@@ -292,19 +320,21 @@ def _check_writable(directory: epath.Path) -> None:
   except Exception as error:  # pylint: disable=broad-except  # OSError locally, other types on cloud storage
     reason = getattr(error, "strerror", None) or _one_line(error)
     raise ValueError(
-        f"checkpoint directory {str(directory)!r} is not writable ({reason}); fix its permissions or "
-        "choose a writable directory."
+      f"checkpoint directory {str(directory)!r} is not writable ({reason}); fix its permissions or "
+      "choose a writable directory."
     ) from None
 
 
 def _metadata_json(metadata: Any) -> str:
   if not isinstance(metadata, dict):
-    raise ValueError(f"checkpoint metadata must be a dict, got {type(metadata).__name__}; wrap it in a dict.")
+    raise ValueError(
+      f"checkpoint metadata must be a dict, got {type(metadata).__name__}; wrap it in a dict."
+    )
   try:
     return json.dumps(metadata)
   except (TypeError, ValueError) as error:
     raise ValueError(
-        f"checkpoint metadata is not JSON-serialisable ({error}); convert it to dicts, lists, str and numbers."
+      f"checkpoint metadata is not JSON-serialisable ({error}); convert it to dicts, lists, str and numbers."
     ) from None
 
 
@@ -312,8 +342,8 @@ def _check_abstract_state(abstract_state: Any) -> None:
   for path, leaf in jax.tree_util.tree_leaves_with_path(abstract_state):
     if getattr(leaf, "sharding", None) is None:
       raise ValueError(
-          f"abstract_state leaf {jax.tree_util.keystr(path)} has no sharding; build it as "
-          "jax.ShapeDtypeStruct(shape, dtype, sharding=...) (e.g. from jax.eval_shape plus the state shardings)."
+        f"abstract_state leaf {jax.tree_util.keystr(path)} has no sharding; build it as "
+        "jax.ShapeDtypeStruct(shape, dtype, sharding=...) (e.g. from jax.eval_shape plus the state shardings)."
       )
 
 
@@ -324,7 +354,7 @@ def _gather_from_processes(text: str) -> list[str]:
   data = np.frombuffer(text.encode(), np.uint8)
   lengths = np.asarray(multihost_utils.process_allgather(np.array(data.size, np.int32))).ravel()
   padded = np.zeros(int(lengths.max()), np.uint8)
-  padded[:data.size] = data
+  padded[: data.size] = data
   rows = np.asarray(multihost_utils.process_allgather(padded))
   return [bytes(row[:length]).decode() for row, length in zip(rows, lengths)]
 
@@ -340,7 +370,9 @@ def _this_process_metadata(saved: Any) -> dict:
   """Picks this process's dict out of the saved ``{"process_metadata": [...]}``."""
   per_process = saved["process_metadata"]
   if len(per_process) != jax.process_count():
-    raise ValueError(f"saved by {len(per_process)} processes but this run has {jax.process_count()}")
+    raise ValueError(
+      f"saved by {len(per_process)} processes but this run has {jax.process_count()}"
+    )
   metadata = per_process[jax.process_index()]
   if not isinstance(metadata, dict):
     raise ValueError(f"the saved metadata of process {jax.process_index()} is not a dict")

@@ -54,14 +54,20 @@ def _generate_fn(run, params, tokenizer, max_seq_len: int, max_new_tokens: int):
     encoded = [[data_lib.BOS_ID] + tokenizer.encode(prompt) for prompt in prompts]
     new_tokens = min(max_new_tokens, max_seq_len - max(len(e) for e in encoded))
     if new_tokens < 1:
-      raise ValueError(f"prompts of {max(len(e) for e in encoded)} tokens leave no room in max_seq_len={max_seq_len}.")
-    out = model_lib.generate(run.model(params), model_lib.pad_prompts(encoded), max_new_tokens=new_tokens,
-                             eos_id=data_lib.EOS_ID)
+      raise ValueError(
+        f"prompts of {max(len(e) for e in encoded)} tokens leave no room in max_seq_len={max_seq_len}."
+      )
+    out = model_lib.generate(
+      run.model(params),
+      model_lib.pad_prompts(encoded),
+      max_new_tokens=new_tokens,
+      eos_id=data_lib.EOS_ID,
+    )
     texts = []
     for row in np.asarray(out):
       row = [int(t) for t in row]
       if data_lib.EOS_ID in row:
-        row = row[:row.index(data_lib.EOS_ID)]
+        row = row[: row.index(data_lib.EOS_ID)]
       texts.append(tokenizer.decode(row))
     return texts
 
@@ -81,17 +87,34 @@ def training_sample(config, run, *, num_batches: int, batch_size: int) -> dict:
     data_cfg.weights = None
     data_cfg.mode = "pure_uniform"
     data_cfg.prefetch = "none"
-    stream = data_lib.make_train_stream(data_cfg, num_inner_steps=1, global_batch_size=batch_size,
-                                        seq_len=config.train.seq_len, seed=CLOSENESS_DATA_SEED,
-                                        process_index=0, process_count=1)
-    batches[name] = [{"tokens": run.replicated(np.asarray(next(stream)["tokens"][0]))} for _ in range(num_batches)]
+    stream = data_lib.make_train_stream(
+      data_cfg,
+      num_inner_steps=1,
+      global_batch_size=batch_size,
+      seq_len=config.train.seq_len,
+      seed=CLOSENESS_DATA_SEED,
+      process_index=0,
+      process_count=1,
+    )
+    batches[name] = [
+      {"tokens": run.replicated(np.asarray(next(stream)["tokens"][0]))} for _ in range(num_batches)
+    ]
   return batches
 
 
-def evaluate_checkpoint(workdir: str, *, split: str = "test", closeness_learning_rate: float = 0.1,
-                        closeness_relative_drop: float = 0.05, closeness_max_steps: int = 100,
-                        closeness_batches: int = 2, downstream_problems: int = 500, exact_match_problems: int = 100,
-                        max_new_tokens: int = 144, write: bool = True) -> dict:
+def evaluate_checkpoint(
+  workdir: str,
+  *,
+  split: str = "test",
+  closeness_learning_rate: float = 0.1,
+  closeness_relative_drop: float = 0.05,
+  closeness_max_steps: int = 100,
+  closeness_batches: int = 2,
+  downstream_problems: int = 500,
+  exact_match_problems: int = 100,
+  max_new_tokens: int = 144,
+  write: bool = True,
+) -> dict:
   """Measures the latest checkpoint of ``workdir``; returns (and by default logs) the metrics.
 
   Args:
@@ -113,9 +136,13 @@ def evaluate_checkpoint(workdir: str, *, split: str = "test", closeness_learning
   config = load_run_config(workdir)
   mesh = make_mesh(config.mesh)
   schedule = schedules.learning_rate_schedule(config.opt, config.train.steps)
-  tx = optimizer_lib.build_optimizer(config.opt, schedule, config.train.num_inner_steps, seed=config.seed)
+  tx = optimizer_lib.build_optimizer(
+    config.opt, schedule, config.train.num_inner_steps, seed=config.seed
+  )
   run = setup_lib.setup_run(config, tx, mesh)
-  checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.checkpoint.keep)
+  checkpointer = checkpoint_lib.Checkpointer(
+    os.path.join(workdir, "checkpoints"), keep=config.checkpoint.keep
+  )
   restored = checkpointer.restore_latest(run.abstract_state)
   checkpointer.close()
   if restored is None:
@@ -130,23 +157,41 @@ def evaluate_checkpoint(workdir: str, *, split: str = "test", closeness_learning
     metrics.update({f"{split}/{key.split('/', 1)[1]}": value for key, value in reported.items()})
 
   closeness = eval_lib.make_sgd_closeness(
-      lambda p, batch: run.microbatch_loss(p, batch["tokens"]), learning_rate=closeness_learning_rate,
-      relative_drop=closeness_relative_drop, max_steps=closeness_max_steps,
+    lambda p, batch: run.microbatch_loss(p, batch["tokens"]),
+    learning_rate=closeness_learning_rate,
+    relative_drop=closeness_relative_drop,
+    max_steps=closeness_max_steps,
   )
-  sample = training_sample(config, run, num_batches=closeness_batches, batch_size=config.eval.batch_size)
+  sample = training_sample(
+    config, run, num_batches=closeness_batches, batch_size=config.eval.batch_size
+  )
   metrics.update(closeness(params, sample))
 
   tokenizer = data_lib.make_tokenizer(config.data.tokenizer)
   families = data_lib.TRAIN_MATH_FAMILIES + data_lib.HELD_OUT_MATH_FAMILIES
   data_seed = int(config.data.seed)
   teacher_forced = eval_lib.make_teacher_forced(
-      lambda p, tokens: run.model(p)(tokens), tokenizer.encode, bos_id=data_lib.BOS_ID,
-      max_len=min(config.train.seq_len, config.model.max_seq_len))  # the context the model was trained on
-  metrics.update(teacher_forced(params, [eval_lib.math_forced_task(f, num=downstream_problems, seed=data_seed,
-                                                                   split=split) for f in families]))
-  tasks = [eval_lib.math_task(f, num=exact_match_problems, seed=data_seed, split=split) for f in families]
+    lambda p, tokens: run.model(p)(tokens),
+    tokenizer.encode,
+    bos_id=data_lib.BOS_ID,
+    max_len=min(config.train.seq_len, config.model.max_seq_len),
+  )  # the context the model was trained on
+  metrics.update(
+    teacher_forced(
+      params,
+      [
+        eval_lib.math_forced_task(f, num=downstream_problems, seed=data_seed, split=split)
+        for f in families
+      ],
+    )
+  )
+  tasks = [
+    eval_lib.math_task(f, num=exact_match_problems, seed=data_seed, split=split) for f in families
+  ]
   generate = _generate_fn(run, params, tokenizer, config.model.max_seq_len, max_new_tokens)
-  metrics.update(eval_lib.evaluate_tasks(generate, tasks, batch_size=min(exact_match_problems, 128)))
+  metrics.update(
+    eval_lib.evaluate_tasks(generate, tasks, batch_size=min(exact_match_problems, 128))
+  )
   for metric in ("accuracy", "accuracy_chance", *eval_lib.teacher_forced.METRICS):
     held_out = [metrics[f"downstream/{f}/{metric}"] for f in data_lib.HELD_OUT_MATH_FAMILIES]
     metrics[f"downstream/held_out_mean/{metric}"] = float(np.mean(held_out))

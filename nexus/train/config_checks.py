@@ -17,9 +17,13 @@ def check_workdir(workdir: str) -> None:
   try:
     os.makedirs(workdir, exist_ok=True)
   except OSError as error:
-    raise ValueError(f"cannot create workdir {workdir!r} ({error.strerror}); pass a writable --workdir.") from None
+    raise ValueError(
+      f"cannot create workdir {workdir!r} ({error.strerror}); pass a writable --workdir."
+    ) from None
   if not os.access(workdir, os.W_OK | os.X_OK):
-    raise ValueError(f"workdir {workdir!r} is not writable; fix its permissions or pass another --workdir.")
+    raise ValueError(
+      f"workdir {workdir!r} is not writable; fix its permissions or pass another --workdir."
+    )
 
 
 def check_train_config(config, *, num_devices: int, process_count: int, batch_shards: int) -> None:
@@ -44,23 +48,25 @@ def check_train_config(config, *, num_devices: int, process_count: int, batch_sh
   fraction = train.max_skipped_fraction
   if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
     raise ValueError(
-        f"config.train.max_skipped_fraction={fraction!r} must be a number in [0, 1] (the share of non-finite "
-        "steps a run may skip before it counts as failed)."
+      f"config.train.max_skipped_fraction={fraction!r} must be a number in [0, 1] (the share of non-finite "
+      "steps a run may skip before it counts as failed)."
     )
   if train.nonfinite not in NONFINITE_POLICIES:
-    raise ValueError(f"config.train.nonfinite={train.nonfinite!r} is not one of {NONFINITE_POLICIES}.")
+    raise ValueError(
+      f"config.train.nonfinite={train.nonfinite!r} is not one of {NONFINITE_POLICIES}."
+    )
   if train.global_batch_size % batch_shards:
     raise ValueError(
-        f"config.train.global_batch_size={train.global_batch_size} is not divisible by the data x fsdp "
-        f"mesh size {batch_shards}; use a multiple of {batch_shards}."
+      f"config.train.global_batch_size={train.global_batch_size} is not divisible by the data x fsdp "
+      f"mesh size {batch_shards}; use a multiple of {batch_shards}."
     )
   if train.global_batch_size % process_count:
     raise ValueError(
-        f"config.train.global_batch_size={train.global_batch_size} is not divisible by the "
-        f"{process_count} processes; use a multiple of {process_count}."
+      f"config.train.global_batch_size={train.global_batch_size} is not divisible by the "
+      f"{process_count} processes; use a multiple of {process_count}."
     )
   if train.seq_len > config.model.max_seq_len:
     raise ValueError(
-        f"config.train.seq_len={train.seq_len} exceeds config.model.max_seq_len={config.model.max_seq_len}; "
-        "shorten the sequences or enlarge the model's max_seq_len."
+      f"config.train.seq_len={train.seq_len} exceeds config.model.max_seq_len={config.model.max_seq_len}; "
+      "shorten the sequences or enlarge the model's max_seq_len."
     )

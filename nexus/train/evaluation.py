@@ -24,21 +24,25 @@ class Evaluator:
     self.train_sources = list(train_sources)
     self.held_out = list(data_lib.held_out_source_names(config.data))
     host_batches = data_lib.make_eval_batches(
-        config.data, sources=self.train_sources + self.held_out, batch_size=config.eval.batch_size,
-        seq_len=config.train.seq_len, num_batches=config.eval.num_batches, split=split,
+      config.data,
+      sources=self.train_sources + self.held_out,
+      batch_size=config.eval.batch_size,
+      seq_len=config.train.seq_len,
+      num_batches=config.eval.num_batches,
+      split=split,
     )
     self._batches = {
-        name: [{"tokens": run.replicated(np.asarray(b["tokens"]))} for b in source_batches]
-        for name, source_batches in host_batches.items()
+      name: [{"tokens": run.replicated(np.asarray(b["tokens"]))} for b in source_batches]
+      for name, source_batches in host_batches.items()
     }
     self._per_source_loss = eval_lib.make_per_source_loss(
-        lambda params, batch: run.row_loss(params, batch["tokens"]), num_tokens_fn=_num_target_tokens
+      lambda params, batch: run.row_loss(params, batch["tokens"]), num_tokens_fn=_num_target_tokens
     )
     self._geometry = None
     if len(self.train_sources) > 1:
       self._geometry = eval_lib.make_gradient_geometry(
-          lambda params, batch: run.microbatch_loss(params, batch["tokens"]),
-          method=config.eval.get("geometry_method", "vmap"),
+        lambda params, batch: run.microbatch_loss(params, batch["tokens"]),
+        method=config.eval.get("geometry_method", "vmap"),
       )
 
   def source_batches(self, names: list[str]) -> dict:

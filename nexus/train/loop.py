@@ -104,22 +104,30 @@ def _host_metrics(metrics: dict, source_ids: np.ndarray, source_names: list[str]
 def _check_config(config, mesh):
   """Every check of the config that needs no data, model or workdir; returns ``(tx, schedule)``."""
   config_checks.check_train_config(
-      config, num_devices=mesh.size, process_count=jax.process_count(),
-      batch_shards=mesh.shape["data"] * mesh.shape["fsdp"],
+    config,
+    num_devices=mesh.size,
+    process_count=jax.process_count(),
+    batch_shards=mesh.shape["data"] * mesh.shape["fsdp"],
   )
   train_cfg = config.train
   data_lib.validate_data_config(
-      config.data, num_inner_steps=train_cfg.num_inner_steps, global_batch_size=train_cfg.global_batch_size,
-      seq_len=train_cfg.seq_len, max_seq_len=config.model.max_seq_len, process_count=jax.process_count(),
+    config.data,
+    num_inner_steps=train_cfg.num_inner_steps,
+    global_batch_size=train_cfg.global_batch_size,
+    seq_len=train_cfg.seq_len,
+    max_seq_len=config.model.max_seq_len,
+    process_count=jax.process_count(),
   )
   tokenizer_vocab = data_lib.make_tokenizer(config.data.tokenizer).vocab_size
   if config.model.vocab_size < tokenizer_vocab:
     raise ValueError(
-        f"config.model.vocab_size={config.model.vocab_size} is smaller than the tokenizer's {tokenizer_vocab} ids; "
-        f"set --config.model.vocab_size={tokenizer_vocab} or larger."
+      f"config.model.vocab_size={config.model.vocab_size} is smaller than the tokenizer's {tokenizer_vocab} ids; "
+      f"set --config.model.vocab_size={tokenizer_vocab} or larger."
     )
   schedule = schedules.learning_rate_schedule(config.opt, train_cfg.steps)
-  tx = optimizer_lib.build_optimizer(config.opt, schedule, train_cfg.num_inner_steps, seed=config.seed)
+  tx = optimizer_lib.build_optimizer(
+    config.opt, schedule, train_cfg.num_inner_steps, seed=config.seed
+  )
   return tx, schedule
 
 
@@ -154,13 +162,23 @@ def train(config, workdir: str, *, allow_config_change: bool = False) -> dict:
 def _train(config, workdir, mesh, tx, schedule, allow_config_change) -> dict:
   """``train`` once the config is checked and the workdir is locked: opens and always closes the sinks."""
   checkpointer = checkpoint_lib.Checkpointer(
-      os.path.join(workdir, "checkpoints"), keep=config.checkpoint.keep, async_save=config.checkpoint.async_save
+    os.path.join(workdir, "checkpoints"),
+    keep=config.checkpoint.keep,
+    async_save=config.checkpoint.async_save,
   )
   try:
     latest = checkpointer.latest_metadata()
-    changes = [] if latest is None else run_history.check_resume(
-        workdir, step=latest[0], saved=latest[1].get("config"), current=config.to_dict(),
-        allow_change=allow_config_change)
+    changes = (
+      []
+      if latest is None
+      else run_history.check_resume(
+        workdir,
+        step=latest[0],
+        saved=latest[1].get("config"),
+        current=config.to_dict(),
+        allow_change=allow_config_change,
+      )
+    )
     summary = _run_steps(config, workdir, mesh, tx, schedule, checkpointer, changes)
     checkpointer.wait()
   except BaseException:
@@ -170,8 +188,13 @@ def _train(config, workdir, mesh, tx, schedule, allow_config_change) -> dict:
       logging.info("Closing the checkpointer after a failure also failed: %s", error)
     raise
   checkpointer.close()
-  run_history.record(workdir, "stop", step=summary["step"], status=summary["status"],
-                     skipped_steps=summary["skipped_steps"])
+  run_history.record(
+    workdir,
+    "stop",
+    step=summary["step"],
+    status=summary["status"],
+    skipped_steps=summary["skipped_steps"],
+  )
   return summary
 
 
@@ -182,9 +205,13 @@ def _run_steps(config, workdir, mesh, tx, schedule, checkpointer, config_changes
   run = setup_lib.setup_run(config, tx, mesh)
   source_names = list(data_lib.train_source_names(config.data))
   stream = data_lib.make_train_stream(
-      config.data, num_inner_steps=k, global_batch_size=train_cfg.global_batch_size,
-      seq_len=train_cfg.seq_len, seed=config.seed,
-      process_index=jax.process_index(), process_count=jax.process_count(),
+    config.data,
+    num_inner_steps=k,
+    global_batch_size=train_cfg.global_batch_size,
+    seq_len=train_cfg.seq_len,
+    seed=config.seed,
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
   )
   restored = checkpointer.restore_latest(run.abstract_state)
   if restored is None:
@@ -203,10 +230,10 @@ def _run_steps(config, workdir, mesh, tx, schedule, checkpointer, config_changes
 
   with metrics_lib.MetricWriter(workdir) as writer:
     train_step = jax.jit(
-        step_lib.make_train_step(run.microbatch_loss, tx),
-        in_shardings=(run.state_shardings, run.batch_sharding),
-        out_shardings=(run.state_shardings, None),
-        donate_argnums=0,
+      step_lib.make_train_step(run.microbatch_loss, tx),
+      in_shardings=(run.state_shardings, run.batch_sharding),
+      out_shardings=(run.state_shardings, None),
+      donate_argnums=0,
     )
     evaluator = evaluation.Evaluator(config, run, source_names) if config.eval.every else None
     tokens_per_step = k * train_cfg.global_batch_size * train_cfg.seq_len
@@ -220,8 +247,8 @@ def _run_steps(config, workdir, mesh, tx, schedule, checkpointer, config_changes
       values = _host_metrics(metrics, source_ids, source_names)
       if not values.pop("finite") and train_cfg.nonfinite == "stop":
         raise NonFiniteError(
-            f"non-finite loss or update at step {step_number}; the state was kept at step {step_number - 1}. "
-            "Lower the learning rate or set config.train.nonfinite='skip'."
+          f"non-finite loss or update at step {step_number}; the state was kept at step {step_number - 1}. "
+          "Lower the learning rate or set config.train.nonfinite='skip'."
         )
       values["tokens"] = step_number * tokens_per_step
       values["learning_rate"] = float(schedule(step_number - 1))
@@ -232,7 +259,9 @@ def _run_steps(config, workdir, mesh, tx, schedule, checkpointer, config_changes
 
     def save(step_number, force=False):
       writer.sync()  # the step's records are durable before its checkpoint can commit
-      checkpointer.save(step_number, state, {"data": stream.get_state(), "config": config.to_dict()}, force=force)
+      checkpointer.save(
+        step_number, state, {"data": stream.get_state(), "config": config.to_dict()}, force=force
+      )
 
     status = FINISHED
     with _Preemption() as preemption:
@@ -242,7 +271,9 @@ def _run_steps(config, workdir, mesh, tx, schedule, checkpointer, config_changes
         if pending is not None:
           flush(pending)
         pending = (step_number, metrics, batch["source_ids"])
-        evaluate = evaluator is not None and (step_number % config.eval.every == 0 or step_number == num_steps)
+        evaluate = evaluator is not None and (
+          step_number % config.eval.every == 0 or step_number == num_steps
+        )
         preempted = preemption.reached(step_number)
         periodic = step_number % config.checkpoint.every == 0 or step_number == num_steps
         if evaluate or periodic or preempted:
@@ -257,7 +288,9 @@ def _run_steps(config, workdir, mesh, tx, schedule, checkpointer, config_changes
         if periodic or preempted:
           save(step_number, force=preempted)
         if preempted:
-          logging.warning("Preempted (SIGTERM): saved a checkpoint at step %d and stopped.", step_number)
+          logging.warning(
+            "Preempted (SIGTERM): saved a checkpoint at step %d and stopped.", step_number
+          )
           status = PREEMPTED
           break
       if pending is not None:
@@ -267,17 +300,17 @@ def _run_steps(config, workdir, mesh, tx, schedule, checkpointer, config_changes
     if status == FINISHED and _too_many_skipped(skipped, step, train_cfg.max_skipped_fraction):
       status = SKIPPED
     return {
-        "status": status,
-        "workdir": os.path.abspath(workdir),
-        "checkpoints": os.path.abspath(os.path.join(workdir, "checkpoints")),
-        "metrics": os.path.abspath(writer.path),
-        "log": os.path.abspath(os.path.join(workdir, "train.log")),
-        "step": step,
-        "skipped_steps": skipped,
-        "max_skipped_fraction": float(train_cfg.max_skipped_fraction),
-        "preempted": status == PREEMPTED,
-        "tokens_per_second": progress.tokens_per_second,
-        "metrics_last": last_metrics,
+      "status": status,
+      "workdir": os.path.abspath(workdir),
+      "checkpoints": os.path.abspath(os.path.join(workdir, "checkpoints")),
+      "metrics": os.path.abspath(writer.path),
+      "log": os.path.abspath(os.path.join(workdir, "train.log")),
+      "step": step,
+      "skipped_steps": skipped,
+      "max_skipped_fraction": float(train_cfg.max_skipped_fraction),
+      "preempted": status == PREEMPTED,
+      "tokens_per_second": progress.tokens_per_second,
+      "metrics_last": last_metrics,
     }
 
 

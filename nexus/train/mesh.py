@@ -8,8 +8,8 @@ keeps the same model code valid on 1 CPU, 8 fake devices, a GPU or a pod.
 import math
 
 import jax
-import numpy as np
 from jax.sharding import Mesh
+import numpy as np
 
 MESH_AXES = ("data", "fsdp", "tensor")
 
@@ -25,14 +25,14 @@ def mesh_shape(mesh_cfg, num_devices: int) -> tuple[int, int, int]:
   if -1 in sizes:
     if num_devices % known:
       raise ValueError(
-          f"mesh sizes {dict(zip(MESH_AXES, sizes))} do not divide {num_devices} devices; "
-          "set --config.mesh.* so their product divides the device count."
+        f"mesh sizes {dict(zip(MESH_AXES, sizes))} do not divide {num_devices} devices; "
+        "set --config.mesh.* so their product divides the device count."
       )
     sizes[sizes.index(-1)] = num_devices // known
   if math.prod(sizes) != num_devices:
     raise ValueError(
-        f"mesh sizes {dict(zip(MESH_AXES, sizes))} use {math.prod(sizes)} devices but {num_devices} exist; "
-        "make their product equal the device count (or set one axis to -1)."
+      f"mesh sizes {dict(zip(MESH_AXES, sizes))} use {math.prod(sizes)} devices but {num_devices} exist; "
+      "make their product equal the device count (or set one axis to -1)."
     )
   return tuple(sizes)
 

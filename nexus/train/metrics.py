@@ -10,13 +10,14 @@ step's record exactly once and in order. A torn last line (a kill or a full disk
 with a warning naming the file.
 """
 
+from collections.abc import Mapping
 import contextlib
 import json
 import math
 import os
 import sys
 import time
-from typing import Any, Mapping
+from typing import Any
 
 from absl import logging
 import jax
@@ -43,6 +44,7 @@ class MetricWriter:
     self._tb = None
     if self.enabled and tensorboard:
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+
       self._tb = SummaryWriter(os.path.join(workdir, "tb"))
 
   def write(self, step: int, metrics: Mapping[str, Any]) -> None:
@@ -71,8 +73,11 @@ class MetricWriter:
     try:
       yield
     except OSError as error:
-      raise OSError(error.errno, f"{error.strerror} while writing {path or self.path}; free space or fix the "
-                    "directory, then run again to resume from the last checkpoint.") from None
+      raise OSError(
+        error.errno,
+        f"{error.strerror} while writing {path or self.path}; free space or fix the "
+        "directory, then run again to resume from the last checkpoint.",
+      ) from None
 
   def close(self) -> None:
     if self._file is not None:
@@ -114,12 +119,15 @@ def read_metrics(workdir: str, *, up_to_step: int | None = None) -> list[dict]:
       int(record["step"])
     except (ValueError, TypeError, KeyError) as error:
       raise ValueError(
-          f"{path} line {number} is not a metrics record ({type(error).__name__}); fix or delete that line."
+        f"{path} line {number} is not a metrics record ({type(error).__name__}); fix or delete that line."
       ) from None
     records.append(record)
   if torn.strip():
-    logging.warning("Dropped a torn last line of %s (%d characters, written by a run that was cut short).",
-                    path, len(torn))
+    logging.warning(
+      "Dropped a torn last line of %s (%d characters, written by a run that was cut short).",
+      path,
+      len(torn),
+    )
   return [r for r in records if up_to_step is None or r["step"] <= up_to_step]
 
 
@@ -170,8 +178,10 @@ class Progress:
     seconds_per_step = elapsed / max(done, 1)
     self.tokens_per_second = self.tokens_per_step / seconds_per_step
     eta = seconds_per_step * (self.total_steps - step)
-    line = (f"step {step:>6}/{self.total_steps}  loss {loss:7.4f}  {self.tokens_per_second:9.0f} tok/s  "
-            f"ETA {int(eta) // 60:02d}:{int(eta) % 60:02d}{extra}")
+    line = (
+      f"step {step:>6}/{self.total_steps}  loss {loss:7.4f}  {self.tokens_per_second:9.0f} tok/s  "
+      f"ETA {int(eta) // 60:02d}:{int(eta) % 60:02d}{extra}"
+    )
     if self.enabled:
       end = "\r" if self._interactive and step < self.total_steps else "\n"
       print(line, end=end, file=self.stream, flush=True)

@@ -10,12 +10,13 @@ Fields that do not change the trained numbers may differ freely: the mesh (resha
 supported), checkpointing, logging and evaluation frequency, and the skipped-step tolerance.
 """
 
+from collections.abc import Mapping
 import datetime
 import json
 import math
 import os
 import socket
-from typing import Any, Mapping
+from typing import Any
 
 import jax
 
@@ -48,7 +49,9 @@ def _is_neutral(field: str) -> bool:
   return field.startswith(NEUTRAL_PREFIXES) or field in NEUTRAL_FIELDS
 
 
-def config_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+def config_changes(
+  saved: Mapping[str, Any], current: Mapping[str, Any]
+) -> list[tuple[str, Any, Any]]:
   """The ``(field, saved value, current value)`` of every field that changes the run, sorted by field.
 
   Args:
@@ -57,9 +60,10 @@ def config_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list
   """
   old, new = _flatten(json.loads(_canonical(saved))), _flatten(json.loads(_canonical(current)))
   return [
-      (field, old.get(field, _MISSING), new.get(field, _MISSING))
-      for field in sorted(set(old) | set(new))
-      if not _is_neutral(field) and _canonical(old.get(field, _MISSING)) != _canonical(new.get(field, _MISSING))
+    (field, old.get(field, _MISSING), new.get(field, _MISSING))
+    for field in sorted(set(old) | set(new))
+    if not _is_neutral(field)
+    and _canonical(old.get(field, _MISSING)) != _canonical(new.get(field, _MISSING))
   ]
 
 
@@ -79,11 +83,11 @@ def record(workdir: str, event: str, **fields) -> None:
   if jax.process_index() != 0:
     return
   entry = {
-      "event": event,
-      "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-      "host": socket.gethostname(),
-      "pid": os.getpid(),
-      **fields,
+    "event": event,
+    "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    "host": socket.gethostname(),
+    "pid": os.getpid(),
+    **fields,
   }
   with open(os.path.join(workdir, HISTORY_NAME), "a", encoding="utf-8") as f:
     f.write(json.dumps(entry) + "\n")
@@ -91,8 +95,14 @@ def record(workdir: str, event: str, **fields) -> None:
     os.fsync(f.fileno())
 
 
-def check_resume(workdir: str, *, step: int, saved: Mapping[str, Any] | None, current: Mapping[str, Any],
-                 allow_change: bool) -> list[tuple[str, Any, Any]]:
+def check_resume(
+  workdir: str,
+  *,
+  step: int,
+  saved: Mapping[str, Any] | None,
+  current: Mapping[str, Any],
+  allow_change: bool,
+) -> list[tuple[str, Any, Any]]:
   """Refuses a config change against the checkpoint of ``step`` unless allowed; returns the changes.
 
   Raises:
@@ -103,9 +113,9 @@ def check_resume(workdir: str, *, step: int, saved: Mapping[str, Any] | None, cu
   changes = config_changes(saved, current)
   if changes and not allow_change:
     raise ConfigChangedError(
-        f"config differs from the checkpoint's at step {step}: {describe_changes(changes)}; pass "
-        f"--allow_config_change to continue with the new config (recorded in {os.path.join(workdir, HISTORY_NAME)}), "
-        "or use a new --workdir."
+      f"config differs from the checkpoint's at step {step}: {describe_changes(changes)}; pass "
+      f"--allow_config_change to continue with the new config (recorded in {os.path.join(workdir, HISTORY_NAME)}), "
+      "or use a new --workdir."
     )
   return changes
 
@@ -113,5 +123,9 @@ def check_resume(workdir: str, *, step: int, saved: Mapping[str, Any] | None, cu
 def record_changes(workdir: str, step: int, changes: list[tuple[str, Any, Any]]) -> None:
   """Records allowed config changes (from ``check_resume``), once the run has resumed at ``step``."""
   if changes:
-    record(workdir, "config_change", step=step,
-           changes={field: {"from": old, "to": new} for field, old, new in changes})
+    record(
+      workdir,
+      "config_change",
+      step=step,
+      changes={field: {"from": old, "to": new} for field, old, new in changes},
+    )

@@ -29,7 +29,9 @@ _OUR_DIRS = (_NEXUS_DIR + os.sep, os.path.join(os.path.dirname(_NEXUS_DIR), "lau
 _EARLY_RECORDS = 10_000
 _FORMAT = "%(levelname).1s%(asctime)s %(process)d %(name)s %(filename)s:%(lineno)d] %(message)s"
 
-_early = logging.handlers.MemoryHandler(_EARLY_RECORDS, flushLevel=logging.CRITICAL + 1, flushOnClose=False)
+_early = logging.handlers.MemoryHandler(
+  _EARLY_RECORDS, flushLevel=logging.CRITICAL + 1, flushOnClose=False
+)
 
 
 def _is_ours(record: logging.LogRecord) -> bool:
@@ -51,21 +53,28 @@ class _TerminalFilter(logging.Filter):
 
 def _log_thread_exception(args) -> None:
   logging.getLogger("nexus.threads").error(
-      "Uncaught exception in thread %s", getattr(args.thread, "name", "?"),
-      exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+    "Uncaught exception in thread %s",
+    getattr(args.thread, "name", "?"),
+    exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+  )
 
 
 def _log_unraisable(unraisable) -> None:
   logging.getLogger("nexus.unraisable").info(
-      "Exception ignored in %r: %s: %s", unraisable.object, getattr(unraisable.exc_type, "__name__", "?"),
-      unraisable.exc_value)
+    "Exception ignored in %r: %s: %s",
+    unraisable.object,
+    getattr(unraisable.exc_type, "__name__", "?"),
+    unraisable.exc_value,
+  )
 
 
 def quiet_terminal(verbose: bool = False) -> None:
   """Routes library noise away from the terminal (see the module docstring). Call once, early."""
   root = logging.getLogger()
   root.setLevel(logging.INFO)
-  absl_logging.set_verbosity(absl_logging.INFO)  # records reach the file; the handler filters the terminal
+  absl_logging.set_verbosity(
+    absl_logging.INFO
+  )  # records reach the file; the handler filters the terminal
   terminal = absl_logging.get_absl_handler()
   if terminal not in root.handlers:
     root.addHandler(terminal)
@@ -75,7 +84,9 @@ def quiet_terminal(verbose: bool = False) -> None:
   if _early not in root.handlers:
     root.addHandler(_early)
   logging.captureWarnings(True)
-  logging.raiseExceptions = False  # a log file on a full disk must not print tracebacks to the terminal
+  logging.raiseExceptions = (
+    False  # a log file on a full disk must not print tracebacks to the terminal
+  )
   threading.excepthook = _log_thread_exception
   sys.unraisablehook = _log_unraisable
 

@@ -24,15 +24,23 @@ def learning_rate_schedule(opt_cfg, total_steps: int) -> optax.Schedule:
     raise ValueError(f"opt.warmup_steps={warmup} must be in [0, train.steps={total_steps}).")
   warmup_schedule = optax.linear_schedule(0.0, peak, max(warmup, 1))
   if name == "cosine":
-    main = optax.cosine_decay_schedule(peak, total_steps - warmup, alpha=final / peak if peak else 0.0)
+    main = optax.cosine_decay_schedule(
+      peak, total_steps - warmup, alpha=final / peak if peak else 0.0
+    )
     return optax.join_schedules([warmup_schedule, main], [warmup])
   if name == "constant":
     return optax.join_schedules([warmup_schedule, optax.constant_schedule(peak)], [warmup])
   decay_steps = max(1, int(round(float(opt_cfg.decay_fraction) * total_steps)))
   stable_steps = total_steps - warmup - decay_steps
   if stable_steps < 0:
-    raise ValueError("opt.warmup_steps + opt.decay_fraction * train.steps exceeds train.steps; shorten them.")
+    raise ValueError(
+      "opt.warmup_steps + opt.decay_fraction * train.steps exceeds train.steps; shorten them."
+    )
   return optax.join_schedules(
-      [warmup_schedule, optax.constant_schedule(peak), optax.linear_schedule(peak, final, decay_steps)],
-      [warmup, warmup + stable_steps],
+    [
+      warmup_schedule,
+      optax.constant_schedule(peak),
+      optax.linear_schedule(peak, final, decay_steps),
+    ],
+    [warmup, warmup + stable_steps],
   )

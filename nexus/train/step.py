@@ -10,7 +10,9 @@ A non-finite loss or update never reaches the state: the step keeps the previous
 skip (``nonfinite='stop'`` makes the host stop on it instead).
 """
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -47,15 +49,15 @@ def _diagnostic_metrics(diagnostics) -> dict:
   if diagnostics is None:
     return {}
   return {
-      f"opt/{name}": value if jnp.ndim(value) == 0 else jnp.mean(value)
-      for name, value in diagnostics._asdict().items()
-      if name != "inner_losses"
+    f"opt/{name}": value if jnp.ndim(value) == 0 else jnp.mean(value)
+    for name, value in diagnostics._asdict().items()
+    if name != "inner_losses"
   }
 
 
 def make_train_step(
-    microbatch_loss: Callable[[Any, jax.Array], jax.Array],
-    tx: optax.GradientTransformation,
+  microbatch_loss: Callable[[Any, jax.Array], jax.Array],
+  tx: optax.GradientTransformation,
 ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
   """Returns ``step(state, batch) -> (state, metrics)`` (not yet jitted).
 
@@ -75,21 +77,21 @@ def make_train_step(
     update_norm = optax.tree.norm(updates)
     finite = jnp.all(jnp.isfinite(losses)) & jnp.isfinite(update_norm)
     new_state = TrainState(
-        step=state.step + 1,
-        params=optax.apply_updates(state.params, updates),
-        opt_state=opt_state,
-        skipped_steps=state.skipped_steps,
+      step=state.step + 1,
+      params=optax.apply_updates(state.params, updates),
+      opt_state=opt_state,
+      skipped_steps=state.skipped_steps,
     )
     # Keep the previous state (but advance the step) when anything is non-finite: never poison it.
     kept = state._replace(step=state.step + 1, skipped_steps=state.skipped_steps + 1)
     new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, kept)
     metrics = {
-        "loss": jnp.mean(losses),
-        "microbatch_losses": losses,
-        "update_norm": update_norm,
-        "param_norm": optax.tree.norm(new_state.params),
-        "finite": finite,
-        "skipped_steps": new_state.skipped_steps,
+      "loss": jnp.mean(losses),
+      "microbatch_losses": losses,
+      "update_norm": update_norm,
+      "param_norm": optax.tree.norm(new_state.params),
+      "finite": finite,
+      "skipped_steps": new_state.skipped_steps,
     }
     metrics.update(_diagnostic_metrics(_find_diagnostics(opt_state)))
     return new_state, metrics

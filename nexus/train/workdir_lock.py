@@ -22,10 +22,10 @@ import json
 import os
 import socket
 
-import jax
-import numpy as np
 from absl import logging
+import jax
 from jax.experimental import multihost_utils
+import numpy as np
 
 LOCK_NAME = ".lock"
 
@@ -35,11 +35,13 @@ class WorkdirLockedError(RuntimeError):
 
 
 def _holder_text() -> str:
-  return json.dumps({
+  return json.dumps(
+    {
       "pid": os.getpid(),
       "host": socket.gethostname(),
-      "since": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-  })
+      "since": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+  )
 
 
 def _read_holder(fd: int) -> dict | None:
@@ -93,10 +95,14 @@ class WorkdirLock:
       except WorkdirLockedError as caught:
         error = caught
     if jax.process_count() > 1:
-      all_acquired = np.asarray(multihost_utils.process_allgather(np.array(error is None, np.int32))).min()
+      all_acquired = np.asarray(
+        multihost_utils.process_allgather(np.array(error is None, np.int32))
+      ).min()
       if error is None and not all_acquired:
         self.release()
-        error = WorkdirLockedError(f"workdir {self.workdir!r} is in use by another trainer (see process 0's error).")
+        error = WorkdirLockedError(
+          f"workdir {self.workdir!r} is in use by another trainer (see process 0's error)."
+        )
     if error is not None:
       raise error
     return self
@@ -114,11 +120,16 @@ class WorkdirLock:
           raise
         # No flock on this filesystem: a holder counts as live unless it is a gone pid on this host.
         holder = _read_holder(fd)
-        if holder is not None and not (holder.get("host") == socket.gethostname() and not _pid_alive(holder.get("pid"))):
+        if holder is not None and not (
+          holder.get("host") == socket.gethostname() and not _pid_alive(holder.get("pid"))
+        ):
           raise WorkdirLockedError(self._locked_message(holder)) from None
       if holder is not None:
-        logging.warning("Took over the lock of %s left by %s, which is no longer running.", self.workdir,
-                        _describe(holder))
+        logging.warning(
+          "Took over the lock of %s left by %s, which is no longer running.",
+          self.workdir,
+          _describe(holder),
+        )
       os.ftruncate(fd, 0)
       os.lseek(fd, 0, os.SEEK_SET)
       os.write(fd, _holder_text().encode())
@@ -129,8 +140,10 @@ class WorkdirLock:
     self._fd = fd
 
   def _locked_message(self, holder: dict | None) -> str:
-    return (f"workdir {self.workdir!r} is in use by another trainer ({_describe(holder)}); wait for it to "
-            f"finish or stop it, or pass another --workdir.")
+    return (
+      f"workdir {self.workdir!r} is in use by another trainer ({_describe(holder)}); wait for it to "
+      f"finish or stop it, or pass another --workdir."
+    )
 
   def release(self) -> None:
     """Clears the holder record and releases the lock (idempotent)."""

@@ -15,11 +15,25 @@ def test_gpu_benchmark_dry_run_writes_its_report(tmp_path):
   guard = tmp_path / "guard"
   guard.mkdir()
   (guard / "sitecustomize.py").write_text(
-      "import sys\n" + "".join(f"sys.modules['{name}'] = None\n" for name in STOCK_IMAGE_LACKS))
+    "import sys\n" + "".join(f"sys.modules['{name}'] = None\n" for name in STOCK_IMAGE_LACKS)
+  )
   out = tmp_path / "out"
-  env = {**os.environ, "OUT": str(out), "JAX_PLATFORMS": "cpu", "PYTHON": sys.executable, "PYTHONPATH": str(guard)}
-  result = subprocess.run(["bash", "bench/gpu.sh", "--dry_run"], env=env, cwd=multidevice.REPO_ROOT,
-                          capture_output=True, text=True, timeout=600, check=False)
+  env = {
+    **os.environ,
+    "OUT": str(out),
+    "JAX_PLATFORMS": "cpu",
+    "PYTHON": sys.executable,
+    "PYTHONPATH": str(guard),
+  }
+  result = subprocess.run(
+    ["bash", "bench/gpu.sh", "--dry_run"],
+    env=env,
+    cwd=multidevice.REPO_ROOT,
+    capture_output=True,
+    text=True,
+    timeout=600,
+    check=False,
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   assert f"wrote {out}/gpu_bench.json" in result.stdout
   report = json.loads((out / "gpu_bench.json").read_text())

@@ -40,7 +40,10 @@ def toy_spec(letter: str, **fields) -> dict:
 
 def corpus_texts(config, source: str, split: str) -> list[str]:
   """Every document text of one split of a built-in source (building the small corpus if needed)."""
-  summary = data_lib.build_corpus(config.corpus_dir, bytes_per_source=config.corpus_bytes_per_source,
-                                  seed=config.seed)
-  data_source = tfds.data_source(f"nexus_corpus/{source}", split=split, data_dir=summary["path"], download=False)
+  summary = data_lib.build_corpus(
+    config.corpus_dir, bytes_per_source=config.corpus_bytes_per_source, seed=config.seed
+  )
+  data_source = tfds.data_source(
+    f"nexus_corpus/{source}", split=split, data_dir=summary["path"], download=False
+  )
   return [data_source[i]["text"].decode("utf-8") for i in range(len(data_source))]

@@ -20,18 +20,30 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 
 
 def run_python(code: str, *args: str) -> str:
-  env = {**os.environ, "PYTHONPATH": REPO_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), "JAX_PLATFORMS": "cpu"}
-  result = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], env=env, cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=300, check=False)
+  env = {
+    **os.environ,
+    "PYTHONPATH": REPO_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    "JAX_PLATFORMS": "cpu",
+  }
+  result = subprocess.run(
+    [sys.executable, "-c", textwrap.dedent(code), *args],
+    env=env,
+    cwd=REPO_ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    check=False,
+  )
   if result.returncode:
     raise AssertionError(f"subprocess failed:\n{result.stdout}\n{result.stderr}")
   return result.stdout + result.stderr
 
 
 class BuildCorpusTest(absltest.TestCase):
-
   def build(self, corpus_dir, seed=0):
-    return data_lib.build_corpus(corpus_dir, bytes_per_source=fixtures.SMALL_BYTES_PER_SOURCE, seed=seed)
+    return data_lib.build_corpus(
+      corpus_dir, bytes_per_source=fixtures.SMALL_BYTES_PER_SOURCE, seed=seed
+    )
 
   def test_sources_roles_and_sizes(self):
     summary = self.build(fixtures.small_config().corpus_dir)
@@ -46,7 +58,9 @@ class BuildCorpusTest(absltest.TestCase):
         self.assertEqual(stats["tokens"], stats["bytes"] + 2 * stats["documents"])
         # Every built-in source is larger than the small budget: each split is filled, overshooting by
         # at most one document (<= 4000 characters).
-        self.assertBetween(stats["bytes"], budgets[split], budgets[split] + 4 * stdlib_text.MAX_DOCUMENT_CHARS)
+        self.assertBetween(
+          stats["bytes"], budgets[split], budgets[split] + 4 * stdlib_text.MAX_DOCUMENT_CHARS
+        )
     table = data_lib.format_summary(summary)
     for name in data_lib.BUILTIN_SOURCES:
       self.assertIn(name, table)
@@ -60,16 +74,24 @@ class BuildCorpusTest(absltest.TestCase):
       again = self.build(first_dir)
       self.assertTrue(again["cached"])
       self.assertEqual(os.stat(summary_file).st_mtime_ns, mtime)
-      self.assertEqual([p for p in os.listdir(first_dir)], [os.path.basename(first["path"])])  # no leftovers
+      self.assertEqual(
+        [p for p in os.listdir(first_dir)], [os.path.basename(first["path"])]
+      )  # no leftovers
       second = self.build(second_dir)
       other_seed = self.build(second_dir, seed=1)
       for name, source in data_lib.BUILTIN_SOURCES.items():
         for split in splits.SPLITS:
           texts = fixtures.corpus_texts(fixtures.small_config(corpus_dir=first_dir), name, split)
-          self.assertEqual(texts, fixtures.corpus_texts(fixtures.small_config(corpus_dir=second_dir), name, split))
-          reseeded = fixtures.corpus_texts(fixtures.small_config(corpus_dir=second_dir, seed=1), name, split)
+          self.assertEqual(
+            texts, fixtures.corpus_texts(fixtures.small_config(corpus_dir=second_dir), name, split)
+          )
+          reseeded = fixtures.corpus_texts(
+            fixtures.small_config(corpus_dir=second_dir, seed=1), name, split
+          )
           generated = "Apache" in source.licence
-          self.assertEqual(texts != reseeded, generated, msg=(name, split))  # only generated text depends on seed
+          self.assertEqual(
+            texts != reseeded, generated, msg=(name, split)
+          )  # only generated text depends on seed
       self.assertNotEqual(second["path"], other_seed["path"])
 
   def test_three_splits_do_not_overlap(self):
@@ -87,7 +109,9 @@ class BuildCorpusTest(absltest.TestCase):
     self.assertEqual(set(counts), set(splits.SPLITS))
     self.assertBetween(counts[splits.VALIDATION] / len(keys), 0.09, 0.11)
     self.assertBetween(counts[splits.TEST] / len(keys), 0.09, 0.11)
-    self.assertEqual([splits.split_of(key) for key in keys[:100]], [splits.split_of(key) for key in keys[:100]])
+    self.assertEqual(
+      [splits.split_of(key) for key in keys[:100]], [splits.split_of(key) for key in keys[:100]]
+    )
 
   def test_too_small_is_rejected(self):
     with self.assertRaisesRegex(ValueError, "too small"):
@@ -95,7 +119,6 @@ class BuildCorpusTest(absltest.TestCase):
 
 
 class StdlibTextTest(absltest.TestCase):
-
   def test_chunks_reassemble_and_respect_the_limit(self):
     with open(os.path.join(stdlib_text.stdlib_dir(), "argparse.py"), encoding="utf-8") as f:
       source = f.read()
@@ -113,7 +136,6 @@ class StdlibTextTest(absltest.TestCase):
 
 
 class NoTensorFlowTest(absltest.TestCase):
-
   def test_build_read_and_stream_without_tensorflow(self):
     output = run_python(f"""
         import sys
@@ -144,7 +166,12 @@ class NoTensorFlowTest(absltest.TestCase):
       self.assertEqual(output.count(f"corpus: built {name} ("), 1)  # one progress line per source
       self.assertEqual(output.count(f"tokenized {name} (byte): "), 1)
     self.assertIn("built in", output)
-    for noise in ("Downloading and preparing", "Generating", "%|", "Subsequent calls"):  # TFDS banners and bars
+    for noise in (
+      "Downloading and preparing",
+      "Generating",
+      "%|",
+      "Subsequent calls",
+    ):  # TFDS banners and bars
       self.assertNotIn(noise, output)
     self.assertNotRegex(output, r"(?m)^I\d{4} ")  # absl INFO lines
     again = run_python(code)

@@ -8,20 +8,25 @@ from absl.testing import parameterized
 
 from nexus import data as data_lib
 from nexus.data import math_families
-from nexus.data import word_problems
 from nexus.data import splits
+from nexus.data import word_problems
 from tests.data import fixtures
 
 ALL_FAMILIES = data_lib.TRAIN_MATH_FAMILIES + data_lib.HELD_OUT_MATH_FAMILIES
 BINARY_STEP = re.compile(r"(?<![\w.])(\d+) ([-+*/]) (\d+) = (-?\d+)\.")
 DIVIDE_STEP = re.compile(r"(\d+)x = (-?\d+)\. Divide both sides by (\d+): x = (-?\d+)\.")
 EQUATION = re.compile(r"(\d+)x ([-+]) (\d+) = (-?\d+)")
-OPERATIONS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "/": lambda a, b: a / b}
+OPERATIONS = {
+  "+": lambda a, b: a + b,
+  "-": lambda a, b: a - b,
+  "*": lambda a, b: a * b,
+  "/": lambda a, b: a / b,
+}
 
 
 def check_problem(testcase, prompt: str, answer: str, document: str):
   """Every step of the worked solution is true and the answer is the solution's final value."""
-  solution = document[len(prompt):]
+  solution = document[len(prompt) :]
   testcase.assertTrue(document.startswith(prompt) and prompt.endswith("\nSolution:"))
   testcase.assertEqual(data_lib.extract_answer(solution), answer)
   testcase.assertRegex(answer, r"^-?\d+$")
@@ -29,16 +34,17 @@ def check_problem(testcase, prompt: str, answer: str, document: str):
     testcase.assertEqual(OPERATIONS[op](int(a), int(b)), int(c), msg=solution)
   for a, rhs, divisor, x in DIVIDE_STEP.findall(solution):
     testcase.assertEqual((a, int(a) * int(x)), (divisor, int(rhs)), msg=solution)
-  body = solution[:solution.index(word_problems.ANSWER_PREFIX)]
+  body = solution[: solution.index(word_problems.ANSWER_PREFIX)]
   testcase.assertEqual(re.findall(r"-?\d+", body)[-1], answer, msg=solution)
   question_equation = EQUATION.search(prompt)
   if question_equation and "what is" not in prompt:  # the answer solves the question's equation
     a, sign, b, c = question_equation.groups()
-    testcase.assertEqual(int(a) * int(answer) + (int(b) if sign == "+" else -int(b)), int(c), msg=prompt)
+    testcase.assertEqual(
+      int(a) * int(answer) + (int(b) if sign == "+" else -int(b)), int(c), msg=prompt
+    )
 
 
 class FamiliesTest(parameterized.TestCase):
-
   def test_family_lists(self):
     self.assertEmpty(set(data_lib.TRAIN_MATH_FAMILIES) & set(data_lib.HELD_OUT_MATH_FAMILIES))
     self.assertCountEqual(ALL_FAMILIES, math_families.FAMILIES)
@@ -66,20 +72,22 @@ class FamiliesTest(parameterized.TestCase):
     self.assertEqual(data_lib.extract_answer(" 3 * 4 = 12.\nAnswer: 12\nQuestion: more"), "12")
     self.assertIsNone(data_lib.extract_answer(" 3 * 4 = 12. The answer is 12"))
 
-  @parameterized.parameters(("nope", "train", 1, "unknown math family"), ("add_sub", "dev", 1, "split"),
-                            ("add_sub", "train", 0, "positive"))
+  @parameterized.parameters(
+    ("nope", "train", 1, "unknown math family"),
+    ("add_sub", "dev", 1, "split"),
+    ("add_sub", "train", 0, "positive"),
+  )
   def test_bad_arguments(self, family, split, num, message):
     with self.assertRaisesRegex(ValueError, message):
       data_lib.math_problems(family, split, num, seed=0)
 
 
 class CorpusConsistencyTest(absltest.TestCase):
-
   def test_validation_problems_never_in_training_corpus(self):
     config = fixtures.small_config()
     for source, families in word_problems.MATH_SOURCES.items():
       train_documents = fixtures.corpus_texts(config, source, "train")
-      train_prompts = {d[:d.index("\nSolution:") + len("\nSolution:")] for d in train_documents}
+      train_prompts = {d[: d.index("\nSolution:") + len("\nSolution:")] for d in train_documents}
       for family in families:
         held = data_lib.math_problems(family, "validation", 30, seed=config.seed)
         self.assertEmpty({prompt for prompt, _ in held} & train_prompts)
@@ -91,7 +99,7 @@ class CorpusConsistencyTest(absltest.TestCase):
     config = fixtures.small_config()
     for source in word_problems.MATH_SOURCES:
       for document in fixtures.corpus_texts(config, source, "validation"):
-        prompt = document[:document.index("\nSolution:") + len("\nSolution:")]
+        prompt = document[: document.index("\nSolution:") + len("\nSolution:")]
         check_problem(self, prompt, data_lib.extract_answer(document), document)
 
 

@@ -25,7 +25,6 @@ def truncate(path):
 
 
 class TokenStoreTest(parameterized.TestCase):
-
   @parameterized.parameters((300, np.uint16), (70_000, np.int32))
   def test_reads_equal_slices_of_the_stream(self, vocab_size, dtype):
     rng = np.random.default_rng(0)
@@ -35,15 +34,19 @@ class TokenStoreTest(parameterized.TestCase):
     with mock.patch.object(token_store, "CHUNK_TOKENS", 7):  # many chunks: windows straddle several
       meta = write_documents(path, iter(documents), vocab_size)
     self.assertEqual(np.dtype(meta["dtype"]), np.dtype(dtype).newbyteorder("<"))
-    self.assertEqual((meta["num_tokens"], meta["num_documents"], meta["num_chunks"]),
-                     (len(stream), 50, -(-len(stream) // 7)))
+    self.assertEqual(
+      (meta["num_tokens"], meta["num_documents"], meta["num_chunks"]),
+      (len(stream), 50, -(-len(stream) // 7)),
+    )
     store = token_store.TokenStore(path)
     for length in (1, 5, 7, 8, 23):
       starts = rng.integers(0, len(stream) - length + 1, size=30)
       got = store.read(starts, length)
       self.assertEqual(got.dtype, np.int32)
-      np.testing.assert_array_equal(got, np.stack([stream[s:s + length] for s in starts]))
-    np.testing.assert_array_equal(store.read([len(stream) - 3], 3)[0], stream[-3:])  # the padded last chunk
+      np.testing.assert_array_equal(got, np.stack([stream[s : s + length] for s in starts]))
+    np.testing.assert_array_equal(
+      store.read([len(stream) - 3], 3)[0], stream[-3:]
+    )  # the padded last chunk
     with self.assertRaisesRegex(ValueError, "leave the"):
       store.read([len(stream) - 2], 3)
     reopened = pickle.loads(pickle.dumps(store))  # e.g. into a prefetch worker process
@@ -68,18 +71,32 @@ class DamagedCacheTest(absltest.TestCase):
 
   def setUp(self):
     super().setUp()
-    self.config = fixtures.small_config(corpus_dir=self.enterContext(tempfile.TemporaryDirectory()), held_out=())
-    self.corpus = data_lib.build_corpus(self.config.corpus_dir, bytes_per_source=self.config.corpus_bytes_per_source,
-                                        seed=0)["path"]
-    self.rebuild = (f"python -m launch.build_corpus --corpus_dir={self.config.corpus_dir} "
-                    f"--bytes_per_source={self.config.corpus_bytes_per_source} --seed=0 --rebuild")
+    self.config = fixtures.small_config(
+      corpus_dir=self.enterContext(tempfile.TemporaryDirectory()), held_out=()
+    )
+    self.corpus = data_lib.build_corpus(
+      self.config.corpus_dir, bytes_per_source=self.config.corpus_bytes_per_source, seed=0
+    )["path"]
+    self.rebuild = (
+      f"python -m launch.build_corpus --corpus_dir={self.config.corpus_dir} "
+      f"--bytes_per_source={self.config.corpus_bytes_per_source} --seed=0 --rebuild"
+    )
 
   def stream(self):
-    return data_lib.make_train_stream(self.config, num_inner_steps=2, global_batch_size=2, seq_len=16, seed=0,
-                                      process_index=0, process_count=1)
+    return data_lib.make_train_stream(
+      self.config,
+      num_inner_steps=2,
+      global_batch_size=2,
+      seq_len=16,
+      seed=0,
+      process_index=0,
+      process_count=1,
+    )
 
   def test_damaged_corpus_files(self):
-    truncate(glob.glob(os.path.join(self.corpus, "nexus_corpus", "code", "*", "*train.array_record*"))[0])
+    truncate(
+      glob.glob(os.path.join(self.corpus, "nexus_corpus", "code", "*", "*train.array_record*"))[0]
+    )
     with self.assertRaises(ValueError) as raised:
       self.stream()
     message = str(raised.exception)
@@ -90,14 +107,18 @@ class DamagedCacheTest(absltest.TestCase):
   def test_damaged_corpus_summary(self):
     with open(os.path.join(self.corpus, "summary.json"), "w") as f:
       f.write('{"torn')
-    with self.assertRaisesRegex(ValueError, f"^the corpus cache {self.corpus} is damaged .*{self.rebuild}"):
+    with self.assertRaisesRegex(
+      ValueError, f"^the corpus cache {self.corpus} is damaged .*{self.rebuild}"
+    ):
       self.stream()
 
   def test_damaged_token_store(self):
     next(self.stream())
     store = glob.glob(os.path.join(self.config.corpus_dir, "tokens", "byte", "prose-train-*"))[0]
     truncate(os.path.join(store, token_store.RECORDS_FILE))
-    with self.assertRaisesRegex(ValueError, f"^the token cache {store} is damaged .*rm -r {store}.*{self.rebuild}"):
+    with self.assertRaisesRegex(
+      ValueError, f"^the token cache {store} is damaged .*rm -r {store}.*{self.rebuild}"
+    ):
       self.stream()
 
 

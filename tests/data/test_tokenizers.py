@@ -19,7 +19,6 @@ SAMPLES = ("", "hello", "naïve café — ∑ 漢字 🙂\n\ttabs", "\x00\x7f co
 
 
 class ByteTokenizerTest(absltest.TestCase):
-
   def test_layout(self):
     tokenizer = data_lib.ByteTokenizer()
     self.assertEqual(tokenizer.vocab_size, 259)
@@ -35,7 +34,7 @@ class ByteTokenizerTest(absltest.TestCase):
 
   def test_document_is_wrapped_and_int32(self):
     tokenizer = data_lib.ByteTokenizer()
-    for text in ("héllo", "héllo".encode("utf-8")):
+    for text in ("héllo", "héllo".encode()):
       ids = tokenizer.encode_document(text)
       self.assertEqual(ids.dtype, np.int32)
       self.assertEqual(ids.tolist(), [1, *tokenizer.encode("héllo"), 2])
@@ -56,7 +55,6 @@ class ByteTokenizerTest(absltest.TestCase):
 
 
 class MakeTokenizerTest(absltest.TestCase):
-
   def test_byte(self):
     self.assertIsInstance(data_lib.make_tokenizer("byte"), data_lib.ByteTokenizer)
 
@@ -75,9 +73,13 @@ class MakeTokenizerTest(absltest.TestCase):
   @absltest.skipUnless(HAS_SENTENCEPIECE, "sentencepiece is not installed")
   def test_sentencepiece_trained_on_corpus_round_trips(self):
     config = fixtures.small_config()
-    texts = {source: fixtures.corpus_texts(config, source, "train") for source in data_lib.BUILTIN_SOURCES}
+    texts = {
+      source: fixtures.corpus_texts(config, source, "train") for source in data_lib.BUILTIN_SOURCES
+    }
     prefix = os.path.join(self.enterContext(tempfile.TemporaryDirectory()), "sp")
-    model = tokenizers.train_sentencepiece([t for ts in texts.values() for t in ts], prefix, vocab_size=400)
+    model = tokenizers.train_sentencepiece(
+      [t for ts in texts.values() for t in ts], prefix, vocab_size=400
+    )
     tokenizer = data_lib.make_tokenizer(model)
     self.assertEqual((tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id), (0, 1, 2))
     for source, source_texts in texts.items():

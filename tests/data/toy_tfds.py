@@ -27,8 +27,10 @@ class ToyLetters(tfds.core.GeneratorBasedBuilder):
 
   def _info(self):
     return tfds.core.DatasetInfo(
-        builder=self,
-        features=tfds.features.FeaturesDict({"text": tfds.features.Text(), "length": tfds.features.Scalar(np.int32)}),
+      builder=self,
+      features=tfds.features.FeaturesDict(
+        {"text": tfds.features.Text(), "length": tfds.features.Scalar(np.int32)}
+      ),
     )
 
   def _split_generators(self, dl_manager):
@@ -49,6 +51,7 @@ class ToyLetters(tfds.core.GeneratorBasedBuilder):
 def prepare(data_dir: str) -> str:
   """Prepares every config of ``toy_letters`` in ``data_dir`` (once per process); returns it."""
   for config in ToyLetters.BUILDER_CONFIGS:
-    ToyLetters(config=config.name, data_dir=data_dir, file_format="array_record").download_and_prepare(
-        download_dir=f"{data_dir}/downloads")
+    ToyLetters(
+      config=config.name, data_dir=data_dir, file_format="array_record"
+    ).download_and_prepare(download_dir=f"{data_dir}/downloads")
   return data_dir

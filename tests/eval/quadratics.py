@@ -10,7 +10,9 @@ import numpy as np
 
 
 def loss_fn(params, batch):
-  return 0.5 * sum(jnp.sum((p - c) ** 2) for p, c in zip(jax.tree.leaves(params), jax.tree.leaves(batch["center"])))
+  return 0.5 * sum(
+    jnp.sum((p - c) ** 2) for p, c in zip(jax.tree.leaves(params), jax.tree.leaves(batch["center"]))
+  )
 
 
 def tree(vector, dtype=jnp.float32):
@@ -26,4 +28,7 @@ def flat(params):
 def batches(centers, offsets=None):
   """``{source_k: [{"center": c_k + e_n} for e_n in offsets]}`` (offsets None: one batch at c_k)."""
   offsets = [np.zeros(7)] if offsets is None else offsets
-  return {f"s{k}": [{"center": tree(np.asarray(c) + np.asarray(e))} for e in offsets] for k, c in enumerate(centers)}
+  return {
+    f"s{k}": [{"center": tree(np.asarray(c) + np.asarray(e))} for e in offsets]
+    for k, c in enumerate(centers)
+  }

@@ -11,10 +11,10 @@ def batch(value, length=3):
 
 
 class StackSourceBatchesTest(absltest.TestCase):
-
   def test_layout(self):
-    sources, stacked = batches_lib.stack_source_batches({"web": [batch(1), batch(2), batch(9)],
-                                                         "code": [batch(3), batch(4)]}, 2)
+    sources, stacked = batches_lib.stack_source_batches(
+      {"web": [batch(1), batch(2), batch(9)], "code": [batch(3), batch(4)]}, 2
+    )
     self.assertEqual(sources, ["web", "code"])
     self.assertEqual(stacked["tokens"].shape, (2, 2, 2, 3))
     np.testing.assert_array_equal(stacked["tokens"][:, :, 0, 0], [[1, 2], [3, 4]])

@@ -21,7 +21,6 @@ def coverage(num_seeds, num_trials, **kwargs):
 
 
 class IntervalTest(absltest.TestCase):
-
   def test_t_interval_covers_the_true_difference_95_percent_of_the_time_at_five_seeds(self):
     # 2000 trials: the Monte Carlo standard error of a 95% coverage is 0.005.
     self.assertBetween(coverage(5, 2000), 0.935, 0.965)
@@ -51,7 +50,9 @@ class IntervalTest(absltest.TestCase):
     for method in paired.METHODS:
       same = paired.paired_difference(baseline, baseline, method=method)
       self.assertEqual((same.mean, same.low, same.high), (0.0, 0.0, 0.0))
-      shifted = paired.paired_difference({s: v + 0.25 for s, v in baseline.items()}, baseline, method=method)
+      shifted = paired.paired_difference(
+        {s: v + 0.25 for s, v in baseline.items()}, baseline, method=method
+      )
       np.testing.assert_allclose([shifted.mean, shifted.low, shifted.high], 0.25, atol=1e-12)
 
   def test_t_interval_matches_the_formula(self):
@@ -65,7 +66,9 @@ class IntervalTest(absltest.TestCase):
     d = [0.1, -0.2, 0.4, 0.3, 0.05]
     first = paired.interval_of_mean(d, method="bootstrap", num_resamples=500)
     self.assertEqual(first, paired.interval_of_mean(d, method="bootstrap", num_resamples=500))
-    self.assertNotEqual(first, paired.interval_of_mean(d, method="bootstrap", num_resamples=500, seed=1))
+    self.assertNotEqual(
+      first, paired.interval_of_mean(d, method="bootstrap", num_resamples=500, seed=1)
+    )
 
   def test_bad_input(self):
     with self.assertRaisesRegex(ValueError, "at least two finite"):
@@ -81,26 +84,31 @@ class IntervalTest(absltest.TestCase):
 
 
 class TableTest(absltest.TestCase):
-
   MEASUREMENTS = {
-      ("adamw", 0): {"ood/docs": 2.0, "ood/math": 1.0},
-      ("adamw", 1): {"ood/docs": 2.2, "ood/math": 1.4},
-      ("adamw", 2): {"ood/docs": 2.1, "ood/math": 1.1},
-      ("nexus", 0): {"ood/docs": 1.9, "ood/math": 1.2},
-      ("nexus", 1): {"ood/docs": 2.1, "ood/math": 1.62},
-      ("nexus", 2): {"ood/docs": 1.98, "ood/math": 1.3},
+    ("adamw", 0): {"ood/docs": 2.0, "ood/math": 1.0},
+    ("adamw", 1): {"ood/docs": 2.2, "ood/math": 1.4},
+    ("adamw", 2): {"ood/docs": 2.1, "ood/math": 1.1},
+    ("nexus", 0): {"ood/docs": 1.9, "ood/math": 1.2},
+    ("nexus", 1): {"ood/docs": 2.1, "ood/math": 1.62},
+    ("nexus", 2): {"ood/docs": 1.98, "ood/math": 1.3},
   }
 
   def test_per_metric_and_macro_rows(self):
-    table = paired.paired_table(self.MEASUREMENTS, baseline="adamw", metrics=["ood/docs", "ood/math"],
-                                macros={"ood/macro": ["ood/docs", "ood/math"]})
+    table = paired.paired_table(
+      self.MEASUREMENTS,
+      baseline="adamw",
+      metrics=["ood/docs", "ood/math"],
+      macros={"ood/macro": ["ood/docs", "ood/math"]},
+    )
     self.assertEqual(list(table), ["nexus"])
     rows = table["nexus"]
     self.assertEqual(list(rows), ["ood/docs", "ood/math", "ood/macro"])
     np.testing.assert_allclose(rows["ood/docs"].mean, -0.1066667, rtol=1e-5)
     np.testing.assert_allclose(rows["ood/math"].mean, 0.2066667, rtol=1e-5)
     # Opposite moves of two sources: the macro is their mean, which hides both.
-    np.testing.assert_allclose(rows["ood/macro"].mean, (rows["ood/docs"].mean + rows["ood/math"].mean) / 2)
+    np.testing.assert_allclose(
+      rows["ood/macro"].mean, (rows["ood/docs"].mean + rows["ood/math"].mean) / 2
+    )
     self.assertLess(rows["ood/docs"].high, 0.0)
     self.assertGreater(rows["ood/math"].low, 0.0)
     text = paired.format_table(table, baseline="adamw")
@@ -113,7 +121,9 @@ class TableTest(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, "ood/math"):
       paired.paired_table(broken, baseline="adamw", metrics=["ood/math"])
     with self.assertRaisesRegex(ValueError, "macro 'm'"):
-      paired.paired_table(broken, baseline="adamw", metrics=[], macros={"m": ["ood/docs", "ood/math"]})
+      paired.paired_table(
+        broken, baseline="adamw", metrics=[], macros={"m": ["ood/docs", "ood/math"]}
+      )
     with self.assertRaisesRegex(ValueError, "baseline 'sgd'"):
       paired.paired_table(self.MEASUREMENTS, baseline="sgd", metrics=["ood/docs"])
 

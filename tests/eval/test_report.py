@@ -33,13 +33,23 @@ def write_run(root, name, *, optimizer, seed, slope, ood_offset, cosine, spread)
   with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
     for step in range(10, 301, 10):
       loss = 5.0 - slope * step
-      f.write(json.dumps({"step": step, "tokens": 64 * step, "train/loss": loss, "train/loss/web": loss}) + "\n")
+      f.write(
+        json.dumps({"step": step, "tokens": 64 * step, "train/loss": loss, "train/loss/web": loss})
+        + "\n"
+      )
       if step % 50 == 0:
-        record = {"step": step, "eval/loss/web": loss + 0.1, "eval/loss_micro": loss + 0.1,
-                  "eval/loss_macro": loss + 0.1, "eval/ood_loss/poetry": loss + ood_offset,
-                  "eval/ood_loss_macro": loss + ood_offset, "downstream/gsm/accuracy": (5.0 - loss) / 10,
-                  "geometry/mean_cosine": cosine, "geometry/sources": ["web", "code"],
-                  "geometry/cosine_matrix": [[1.0, cosine], [cosine, 1.0]]}
+        record = {
+          "step": step,
+          "eval/loss/web": loss + 0.1,
+          "eval/loss_micro": loss + 0.1,
+          "eval/loss_macro": loss + 0.1,
+          "eval/ood_loss/poetry": loss + ood_offset,
+          "eval/ood_loss_macro": loss + ood_offset,
+          "downstream/gsm/accuracy": (5.0 - loss) / 10,
+          "geometry/mean_cosine": cosine,
+          "geometry/sources": ["web", "code"],
+          "geometry/cosine_matrix": [[1.0, cosine], [cosine, 1.0]],
+        }
         if step == 300:
           record.update({"closeness/mean_sq_dist": 2 * spread, "closeness/spread": spread})
         f.write(json.dumps(record) + "\n")
@@ -48,10 +58,46 @@ def write_run(root, name, *, optimizer, seed, slope, ood_offset, cosine, spread)
 
 def write_runs(root):
   return [
-      write_run(root, "adamw_s1", optimizer="adamw", seed=1, slope=0.008, ood_offset=0.7, cosine=0.1, spread=0.3),
-      write_run(root, "nexus_s0", optimizer="nexus", seed=0, slope=0.01, ood_offset=0.3, cosine=0.5, spread=0.1),
-      write_run(root, "adamw_s0", optimizer="adamw", seed=0, slope=0.008, ood_offset=0.5, cosine=0.2, spread=0.2),
-      write_run(root, "nexus_s1", optimizer="nexus", seed=1, slope=0.01, ood_offset=0.5, cosine=0.6, spread=0.1),
+    write_run(
+      root,
+      "adamw_s1",
+      optimizer="adamw",
+      seed=1,
+      slope=0.008,
+      ood_offset=0.7,
+      cosine=0.1,
+      spread=0.3,
+    ),
+    write_run(
+      root,
+      "nexus_s0",
+      optimizer="nexus",
+      seed=0,
+      slope=0.01,
+      ood_offset=0.3,
+      cosine=0.5,
+      spread=0.1,
+    ),
+    write_run(
+      root,
+      "adamw_s0",
+      optimizer="adamw",
+      seed=0,
+      slope=0.008,
+      ood_offset=0.5,
+      cosine=0.2,
+      spread=0.2,
+    ),
+    write_run(
+      root,
+      "nexus_s1",
+      optimizer="nexus",
+      seed=1,
+      slope=0.01,
+      ood_offset=0.5,
+      cosine=0.6,
+      spread=0.1,
+    ),
   ]
 
 
@@ -61,7 +107,6 @@ def cells(rows, label, optimizer):
 
 
 class ReportTest(absltest.TestCase):
-
   def setUp(self):
     super().setUp()
     self.root = make_tempdir(self)
@@ -71,7 +116,10 @@ class ReportTest(absltest.TestCase):
   def test_matched_table_values(self):
     result = report.write_report(self.runs, self.out, target_losses=[3.0, 4.0])
     np.testing.assert_allclose(result.levels, [4.0, 3.0])
-    nexus, adamw = cells(result.matched_rows, "3", "nexus"), cells(result.matched_rows, "3", "adamw")
+    nexus, adamw = (
+      cells(result.matched_rows, "3", "nexus"),
+      cells(result.matched_rows, "3", "adamw"),
+    )
     np.testing.assert_allclose(nexus["step"][:2], [200.0, 0.0])  # 5 − 0.01·step = 3
     np.testing.assert_allclose(adamw["step"][:2], [250.0, 0.0])  # 5 − 0.008·step = 3
     np.testing.assert_allclose(nexus["eval/ood_loss_macro"][:2], [3.4, np.sqrt(0.02)], rtol=1e-9)
@@ -82,7 +130,9 @@ class ReportTest(absltest.TestCase):
     np.testing.assert_allclose(cells(result.matched_rows, "4", "adamw")["step"][0], 125.0)
     with open(result.path) as f:
       text = f.read()
-    self.assertIn("| 3 | nexus | 200 ± 0 | 3.4 ± 0.14 | 3.1 ± 0 | 0.2 ± 0 | 0.55 ± 0.071 | – | – |", text)
+    self.assertIn(
+      "| 3 | nexus | 200 ± 0 | 3.4 ± 0.14 | 3.1 ± 0 | 0.2 ± 0 | 0.55 ± 0.071 | – | – |", text
+    )
     self.assertIn("| adamw | 0, 1 |", text)
 
   def test_final_table_and_plots(self):
@@ -90,7 +140,9 @@ class ReportTest(absltest.TestCase):
     final = cells(result.final_rows, "final", "adamw")
     np.testing.assert_allclose(final["closeness/spread"][:2], [0.25, np.sqrt(0.005)], rtol=1e-9)
     np.testing.assert_allclose(final["train/loss"][0], 5.0 - 0.008 * 300)
-    np.testing.assert_allclose(result.levels, [4.5, 3.55, 2.6])  # the range both groups' evaluations span
+    np.testing.assert_allclose(
+      result.levels, [4.5, 3.55, 2.6]
+    )  # the range both groups' evaluations span
     self.assertLen(result.plots, 4)
     for path in result.plots:
       with open(path, "rb") as f:
@@ -106,7 +158,9 @@ class ReportTest(absltest.TestCase):
     groups = runs_lib.group_by_optimizer(self.runs)
     text = report.paired_section(groups, report.paired_keys(self.runs), None)
     # OOD offsets 0.3/0.5 (nexus) vs 0.5/0.7 (adamw) and final losses 2.0 vs 2.6: −0.8 on both seeds.
-    self.assertIn("| nexus | eval/ood_loss_macro | -0.8000 | [-0.8000, -0.8000] | 2 | 95% t |", text)
+    self.assertIn(
+      "| nexus | eval/ood_loss_macro | -0.8000 | [-0.8000, -0.8000] | 2 | 95% t |", text
+    )
     self.assertIn("| nexus | geometry/mean_cosine | +0.4000 |", text)  # 0.5 − 0.2 and 0.6 − 0.1
     self.assertIn("| nexus | downstream/gsm/accuracy |", text)
     self.assertNotIn("eval/loss/web", text)  # per training source: not a paired row
@@ -114,7 +168,9 @@ class ReportTest(absltest.TestCase):
       report.paired_section(groups, report.paired_keys(self.runs), "sgd")
     # Seeds that differ between methods cannot be paired: the section says so instead.
     unpaired = runs_lib.group_by_optimizer(self.runs[:3])
-    self.assertIn("Not computed", report.paired_section(unpaired, report.paired_keys(self.runs[:3]), None))
+    self.assertIn(
+      "Not computed", report.paired_section(unpaired, report.paired_keys(self.runs[:3]), None)
+    )
 
   def test_format_cell(self):
     self.assertEqual(report.format_cell(matched.Aggregate(1.5, float("nan"), 1), 1), "1.5")
@@ -131,7 +187,6 @@ class ReportTest(absltest.TestCase):
 
 
 class LoadRunTest(absltest.TestCase):
-
   def test_groups_seeds_by_optimizer(self):
     runs = [runs_lib.load_run(workdir) for workdir in write_runs(make_tempdir(self))]
     groups = runs_lib.group_by_optimizer(runs)
@@ -143,7 +198,9 @@ class LoadRunTest(absltest.TestCase):
     root = make_tempdir(self)
     with self.assertRaisesRegex(ValueError, "does not exist"):
       runs_lib.load_run(os.path.join(root, "nope"))
-    workdir = write_run(root, "run", optimizer="adamw", seed=0, slope=0.01, ood_offset=0.1, cosine=0.0, spread=0.0)
+    workdir = write_run(
+      root, "run", optimizer="adamw", seed=0, slope=0.01, ood_offset=0.1, cosine=0.0, spread=0.0
+    )
     with open(os.path.join(workdir, "config.json"), "w") as f:
       json.dump({"seed": 0, "opt": {}}, f)
     with self.assertRaisesRegex(ValueError, "opt.name"):
@@ -160,11 +217,16 @@ class LoadRunTest(absltest.TestCase):
 
 
 class CompareCommandTest(absltest.TestCase):
-
   def run_compare(self, *args):
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    return subprocess.run([sys.executable, "-m", "launch.compare", *args], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+      [sys.executable, "-m", "launch.compare", *args],
+      cwd=REPO_ROOT,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=120,
+    )
 
   def test_writes_report_and_reports_missing_workdirs_in_one_line(self):
     root = make_tempdir(self)
@@ -176,7 +238,9 @@ class CompareCommandTest(absltest.TestCase):
     self.assertTrue(os.path.exists(os.path.join(out, "cosine_heatmaps.png")))
     failed = self.run_compare(workdirs[0], os.path.join(root, "missing"), f"--out={out}")
     self.assertEqual(failed.returncode, 1)
-    self.assertRegex(failed.stderr.strip().splitlines()[-1], r"^error: workdir .*missing' does not exist")
+    self.assertRegex(
+      failed.stderr.strip().splitlines()[-1], r"^error: workdir .*missing' does not exist"
+    )
 
 
 if __name__ == "__main__":

@@ -11,8 +11,11 @@ from nexus.eval import teacher_forced
 TOKENIZER = tokenizers.ByteTokenizer()
 VOCAB = TOKENIZER.vocab_size
 TASK = teacher_forced.ForcedTask(
-    name="toy", prompts=("Q: 2+2?", "Q: 3*3?", "Q: 10-4?"),
-    completions=(" 2+2=4.\nA: 4", " 3*3=9.\nA: 9", " 10-4=6.\nA: 6"), answers=("4", "9", "6"))
+  name="toy",
+  prompts=("Q: 2+2?", "Q: 3*3?", "Q: 10-4?"),
+  completions=(" 2+2=4.\nA: 4", " 3*3=9.\nA: 9", " 10-4=6.\nA: 6"),
+  answers=("4", "9", "6"),
+)
 
 
 def bigram_logits(table, tokens):
@@ -25,8 +28,13 @@ def reference_metrics(table, task):
   log_probs = table - np.log(np.sum(np.exp(table), axis=-1, keepdims=True))
   rows = {key: [] for key in teacher_forced.METRICS}
   for prompt, completion, answer in zip(task.prompts, task.completions, task.answers):
-    body = completion[:-len(answer)]
-    ids = [tokenizers.BOS_ID] + TOKENIZER.encode(prompt) + TOKENIZER.encode(body) + TOKENIZER.encode(answer)
+    body = completion[: -len(answer)]
+    ids = (
+      [tokenizers.BOS_ID]
+      + TOKENIZER.encode(prompt)
+      + TOKENIZER.encode(body)
+      + TOKENIZER.encode(answer)
+    )
     completion_start = 1 + len(TOKENIZER.encode(prompt))
     answer_start = len(ids) - len(TOKENIZER.encode(answer))
     for key, start in (("completion", completion_start), ("answer", answer_start)):
@@ -39,7 +47,6 @@ def reference_metrics(table, task):
 
 
 class TeacherForcedTest(absltest.TestCase):
-
   def test_bigram_model_matches_per_token_loops_for_any_chunking(self):
     table = np.random.default_rng(0).normal(0.0, 2.0, (VOCAB, VOCAB)).astype(np.float32)
     # Make some targets the argmax, so token accuracy is strictly between 0 and 1.
@@ -48,8 +55,9 @@ class TeacherForcedTest(absltest.TestCase):
     expected = reference_metrics(table, TASK)
     self.assertBetween(expected["downstream/toy/completion_token_accuracy"], 0.05, 0.95)
     for chunk_size in (1, 2, 64):
-      score = teacher_forced.make_teacher_forced(bigram_logits, TOKENIZER.encode, bos_id=tokenizers.BOS_ID,
-                                                 max_len=64, chunk_size=chunk_size)
+      score = teacher_forced.make_teacher_forced(
+        bigram_logits, TOKENIZER.encode, bos_id=tokenizers.BOS_ID, max_len=64, chunk_size=chunk_size
+      )
       got = score(jnp.asarray(table), [TASK])
       self.assertEqual(set(got), set(expected))
       for key, value in expected.items():
@@ -57,28 +65,38 @@ class TeacherForcedTest(absltest.TestCase):
 
   def test_long_problems_keep_the_window_that_ends_at_the_answer(self):
     table = np.random.default_rng(1).normal(0.0, 2.0, (VOCAB, VOCAB)).astype(np.float32)
-    full = teacher_forced.make_teacher_forced(bigram_logits, TOKENIZER.encode, bos_id=tokenizers.BOS_ID,
-                                              max_len=64)(jnp.asarray(table), [TASK])
+    full = teacher_forced.make_teacher_forced(
+      bigram_logits, TOKENIZER.encode, bos_id=tokenizers.BOS_ID, max_len=64
+    )(jnp.asarray(table), [TASK])
     # A window of exactly the completion plus one prompt token: the bigram's scores are unchanged.
     window = max(len(TOKENIZER.encode(c)) for c in TASK.completions) + 1
-    cut = teacher_forced.make_teacher_forced(bigram_logits, TOKENIZER.encode, bos_id=tokenizers.BOS_ID,
-                                             max_len=window)(jnp.asarray(table), [TASK])
+    cut = teacher_forced.make_teacher_forced(
+      bigram_logits, TOKENIZER.encode, bos_id=tokenizers.BOS_ID, max_len=window
+    )(jnp.asarray(table), [TASK])
     self.assertEqual(cut.pop("downstream/toy/truncated"), 1.0)
     self.assertEqual(full.pop("downstream/toy/truncated"), 0.0)
     for key, value in full.items():
       np.testing.assert_allclose(cut[key], value, rtol=1e-5, err_msg=key)
     # A window shorter than the completion scores the completion's last tokens only.
-    short = teacher_forced.make_teacher_forced(bigram_logits, TOKENIZER.encode, bos_id=tokenizers.BOS_ID,
-                                               max_len=4)(jnp.asarray(table), [TASK])
-    np.testing.assert_allclose(short["downstream/toy/answer_nll"], full["downstream/toy/answer_nll"], rtol=1e-5)
-    self.assertNotAlmostEqual(short["downstream/toy/completion_nll"], full["downstream/toy/completion_nll"])
+    short = teacher_forced.make_teacher_forced(
+      bigram_logits, TOKENIZER.encode, bos_id=tokenizers.BOS_ID, max_len=4
+    )(jnp.asarray(table), [TASK])
+    np.testing.assert_allclose(
+      short["downstream/toy/answer_nll"], full["downstream/toy/answer_nll"], rtol=1e-5
+    )
+    self.assertNotAlmostEqual(
+      short["downstream/toy/completion_nll"], full["downstream/toy/completion_nll"]
+    )
 
   def test_uniform_model_has_log_vocab_nll_and_no_hits(self):
     uniform = lambda params, tokens: jnp.zeros(tokens.shape + (VOCAB,))
-    got = teacher_forced.make_teacher_forced(uniform, TOKENIZER.encode, bos_id=tokenizers.BOS_ID, max_len=64)(
-        None, [TASK])
+    got = teacher_forced.make_teacher_forced(
+      uniform, TOKENIZER.encode, bos_id=tokenizers.BOS_ID, max_len=64
+    )(None, [TASK])
     np.testing.assert_allclose(got["downstream/toy/completion_nll"], np.log(VOCAB), rtol=1e-6)
-    np.testing.assert_allclose(got["downstream/toy/answer_nll"], np.log(VOCAB), rtol=1e-6)  # one answer byte
+    np.testing.assert_allclose(
+      got["downstream/toy/answer_nll"], np.log(VOCAB), rtol=1e-6
+    )  # one answer byte
     self.assertEqual(got["downstream/toy/completion_token_accuracy"], 0.0)  # argmax is the pad id
 
   def test_one_compilation_for_several_tasks(self):
@@ -88,33 +106,45 @@ class TeacherForcedTest(absltest.TestCase):
       traces.append(tokens.shape)
       return bigram_logits(params, tokens)
 
-    other = teacher_forced.ForcedTask(name="other", prompts=("x",), completions=(" y 12",), answers=("12",))
-    got = teacher_forced.make_teacher_forced(counting, TOKENIZER.encode, bos_id=tokenizers.BOS_ID, max_len=64,
-                                             chunk_size=2)(jnp.zeros((VOCAB, VOCAB)), [TASK, other])
+    other = teacher_forced.ForcedTask(
+      name="other", prompts=("x",), completions=(" y 12",), answers=("12",)
+    )
+    got = teacher_forced.make_teacher_forced(
+      counting, TOKENIZER.encode, bos_id=tokenizers.BOS_ID, max_len=64, chunk_size=2
+    )(jnp.zeros((VOCAB, VOCAB)), [TASK, other])
     self.assertLen(traces, 1)
     self.assertEqual(traces[0], (2, 32))
     self.assertIn("downstream/other/answer_nll", got)
 
   def test_math_forced_task_is_the_corpus_document(self):
-    task = teacher_forced.math_forced_task("solve_then_evaluate", num=20, seed=0, split="validation")
+    task = teacher_forced.math_forced_task(
+      "solve_then_evaluate", num=20, seed=0, split="validation"
+    )
     self.assertLen(task.prompts, 20)
-    self.assertEqual(list(zip(task.prompts, task.answers)),
-                     word_problems.math_problems("solve_then_evaluate", "validation", 20, 0))
+    self.assertEqual(
+      list(zip(task.prompts, task.answers)),
+      word_problems.math_problems("solve_then_evaluate", "validation", 20, 0),
+    )
     for completion, answer in zip(task.completions, task.answers):
       self.assertTrue(completion.endswith(f"\n{word_problems.ANSWER_PREFIX} {answer}"))
 
   def test_bad_input(self):
     with self.assertRaisesRegex(ValueError, "does not end with"):
-      teacher_forced.ForcedTask(name="x", prompts=("a",), completions=(" 4 and more",), answers=("4",))
+      teacher_forced.ForcedTask(
+        name="x", prompts=("a",), completions=(" 4 and more",), answers=("4",)
+      )
     with self.assertRaisesRegex(ValueError, "as many completions"):
       teacher_forced.ForcedTask(name="x", prompts=("a", "b"), completions=(" 4",), answers=("4",))
     with self.assertRaisesRegex(ValueError, "without '/'"):
       teacher_forced.ForcedTask(name="a/b", prompts=("a",), completions=(" 4",), answers=("4",))
     with self.assertRaisesRegex(ValueError, "chunk_size"):
-      teacher_forced.make_teacher_forced(bigram_logits, TOKENIZER.encode, bos_id=1, max_len=8, chunk_size=0)
+      teacher_forced.make_teacher_forced(
+        bigram_logits, TOKENIZER.encode, bos_id=1, max_len=8, chunk_size=0
+      )
     score = teacher_forced.make_teacher_forced(bigram_logits, TOKENIZER.encode, bos_id=1, max_len=8)
-    long_answer = teacher_forced.ForcedTask(name="x", prompts=("a",), completions=(" 123456789",),
-                                            answers=("123456789",))
+    long_answer = teacher_forced.ForcedTask(
+      name="x", prompts=("a",), completions=(" 123456789",), answers=("123456789",)
+    )
     with self.assertRaisesRegex(ValueError, "max_len=8"):
       score(jnp.zeros((VOCAB, VOCAB)), [long_answer])
     with self.assertRaisesRegex(ValueError, "distinct"):

@@ -5,10 +5,12 @@ import dataclasses
 from flax import nnx
 import jax
 
-from nexus.model import ModelConfig, Transformer
+from nexus.model import ModelConfig
+from nexus.model import Transformer
 
-SMALL = ModelConfig(vocab_size=61, num_layers=2, d_model=32, num_heads=4, num_kv_heads=2, mlp_dim=64,
-                    max_seq_len=48)
+SMALL = ModelConfig(
+  vocab_size=61, num_layers=2, d_model=32, num_heads=4, num_kv_heads=2, mlp_dim=64, max_seq_len=48
+)
 
 
 def small_config(**overrides) -> ModelConfig:

@@ -5,7 +5,8 @@ import dataclasses
 import pytest
 
 from nexus.model import ModelConfig
-from tests.model.fixtures import SMALL, small_config
+from tests.model.fixtures import SMALL
+from tests.model.fixtures import small_config
 
 
 def test_derived_values_are_read_not_stored():
@@ -17,7 +18,9 @@ def test_derived_values_are_read_not_stored():
 
 def test_overriding_heads_or_width_rederives_head_size():
   """The trap of stored derived values: a preset's dict overridden in one field must stay consistent."""
-  values = dataclasses.asdict(ModelConfig(vocab_size=10, num_layers=1, d_model=64, num_heads=4, mlp_dim=8))
+  values = dataclasses.asdict(
+    ModelConfig(vocab_size=10, num_layers=1, d_model=64, num_heads=4, mlp_dim=8)
+  )
   assert ModelConfig.from_dict({**values, "num_heads": 8}).head_size == 8
   assert ModelConfig.from_dict({**values, "num_heads": 8}).kv_heads == 8
   assert ModelConfig.from_dict({**values, "d_model": 128}).head_size == 32
@@ -27,7 +30,9 @@ def test_explicit_head_dim_need_not_divide_d_model():
   assert small_config(d_model=30, num_heads=4, head_dim=8).head_dim == 8
 
 
-@pytest.mark.parametrize("overrides, message", [
+@pytest.mark.parametrize(
+  "overrides, message",
+  [
     ({"num_heads": 3, "num_kv_heads": 3}, "does not divide d_model"),
     ({"num_kv_heads": 3}, "does not divide num_heads"),
     ({"head_dim": 7}, "must be even"),
@@ -43,7 +48,8 @@ def test_explicit_head_dim_need_not_divide_d_model():
     ({"loss_chunk_size": 0}, "loss_chunk_size=0 must be a positive integer"),
     ({"rope_theta": 0.0}, "rope_theta=0.0 must be a positive number"),
     ({"init_std": -1.0}, "init_std=-1.0 must be a positive number"),
-])
+  ],
+)
 def test_bad_values_raise_one_line_errors(overrides, message):
   with pytest.raises(ValueError, match=message) as error:
     small_config(**overrides)

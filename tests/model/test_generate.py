@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from nexus.model import generate, pad_prompts
+from nexus.model import generate
+from nexus.model import pad_prompts
 from tests.model.fixtures import small_model
 
 # A random model with large weights, so that its greedy choices depend sharply on the context.
@@ -38,7 +39,9 @@ def test_eos_ends_a_row_with_padding(model, use_cache):
   prompts = pad_prompts(PROMPTS)
   free = np.asarray(generate(model, prompts, max_new_tokens=NEW))
   eos = int(free[0, 3])
-  stopped = np.asarray(generate(model, prompts, max_new_tokens=NEW, eos_id=eos, use_cache=use_cache))
+  stopped = np.asarray(
+    generate(model, prompts, max_new_tokens=NEW, eos_id=eos, use_cache=use_cache)
+  )
   for row in range(len(PROMPTS)):
     hits = np.flatnonzero(free[row] == eos)
     end = hits[0] + 1 if hits.size else NEW
@@ -46,13 +49,16 @@ def test_eos_ends_a_row_with_padding(model, use_cache):
     assert (stopped[row, end:] == 0).all()
 
 
-@pytest.mark.parametrize("prompts, max_new_tokens, message", [
+@pytest.mark.parametrize(
+  "prompts, max_new_tokens, message",
+  [
     (np.array([[0, 1, 2]]), 4, "at least one token at column 0"),
     (np.array([[1, 0, 2]]), 4, "right-padded"),
     (np.array([1, 2]), 4, "integer array"),
     (np.array([[1, 2]]), 0, "positive integer"),
     (np.array([[1, 2]]), 47, "exceeds the model's max_seq_len=48"),
-])
+  ],
+)
 def test_bad_arguments_raise(model, prompts, max_new_tokens, message):
   with pytest.raises(ValueError, match=message):
     generate(model, prompts, max_new_tokens=max_new_tokens)

@@ -5,7 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nexus.model import mean_token_loss, next_token_loss, per_row_loss
+from nexus.model import mean_token_loss
+from nexus.model import next_token_loss
+from nexus.model import per_row_loss
 
 V = 7
 
@@ -33,7 +35,9 @@ def test_next_token_loss_upcasts_to_float32():
   logits = jax.random.normal(jax.random.key(0), (1, 4, V)).astype(jnp.bfloat16)
   sums, counts = next_token_loss(logits, jnp.array([[1, 2, 3, 4]]))
   assert sums.dtype == counts.dtype == jnp.float32
-  np.testing.assert_allclose(sums, reference_losses(logits.astype(jnp.float32), [[1, 2, 3, 4]]).sum(-1), rtol=1e-6)
+  np.testing.assert_allclose(
+    sums, reference_losses(logits.astype(jnp.float32), [[1, 2, 3, 4]]).sum(-1), rtol=1e-6
+  )
 
 
 def test_next_token_loss_rejects_mismatched_shapes():
@@ -43,7 +47,7 @@ def test_next_token_loss_rejects_mismatched_shapes():
 
 def fixed_logits_model(logits):
   """A stand-in model returning fixed logits for any input of the right shape."""
-  return lambda inputs: logits[:, :inputs.shape[1]]
+  return lambda inputs: logits[:, : inputs.shape[1]]
 
 
 def test_per_row_and_mean_token_loss():

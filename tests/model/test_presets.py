@@ -2,7 +2,10 @@
 
 import pytest
 
-from nexus.model import PRESETS, ModelConfig, count_params, get_preset
+from nexus.model import PRESETS
+from nexus.model import ModelConfig
+from nexus.model import count_params
+from nexus.model import get_preset
 
 NOMINAL = {"130m": 130e6, "350m": 350e6, "1b": 1e9, "3b": 3e9}
 
@@ -23,8 +26,12 @@ def test_tiny_preset_is_small_and_byte_level():
 def test_count_params_counts_every_matrix():
   config = get_preset("tiny")
   d, f, v = config.d_model, config.mlp_dim, config.vocab_size
-  per_layer = 4 * d * d + 3 * d * f + 2 * d  # q, k, v, o (MHA, head_dim = d / heads), SwiGLU, 2 norms
-  assert count_params(config) == config.num_layers * per_layer + v * d + d  # tied embedding, final norm
+  per_layer = (
+    4 * d * d + 3 * d * f + 2 * d
+  )  # q, k, v, o (MHA, head_dim = d / heads), SwiGLU, 2 norms
+  assert (
+    count_params(config) == config.num_layers * per_layer + v * d + d
+  )  # tied embedding, final norm
 
 
 def test_unknown_preset_is_named():

@@ -5,10 +5,12 @@ import logging
 
 from flax import nnx
 import jax.numpy as jnp
+from jax.sharding import AbstractMesh
+from jax.sharding import PartitionSpec as P
 import pytest
-from jax.sharding import AbstractMesh, PartitionSpec as P
 
-from nexus.model import Transformer, sharding
+from nexus.model import Transformer
+from nexus.model import sharding
 from tests.model.fixtures import SMALL
 from tests.multidevice import run_with_devices
 
@@ -26,17 +28,26 @@ def test_axes_that_do_not_divide_are_dropped():
   spec, dropped = sharding.partition_spec(("vocab", "embed"), (61, 32), MESH, name="embedding")
   assert spec == P(None, "fsdp")
   assert dropped == ["embedding dim 'vocab' of size 61: mesh axes ('tensor',) dropped"]
-  spec, _ = sharding.partition_spec(("batch", None), (6, 5), MESH)  # 6 splits over data (2), not data x fsdp (4)
+  spec, _ = sharding.partition_spec(
+    ("batch", None), (6, 5), MESH
+  )  # 6 splits over data (2), not data x fsdp (4)
   assert spec == P("data", None)
 
 
-@pytest.mark.parametrize("axes, rules, message", [
+@pytest.mark.parametrize(
+  "axes, rules, message",
+  [
     (("embed", "unnamed"), sharding.DEFAULT_RULES, "'unnamed' has no sharding rule"),
     (("embed",), [("embed", "model")], r"mesh axes \['model'\] absent from the mesh"),
-    (("embed", "mlp"), [("embed", "fsdp"), ("mlp", "fsdp")], r"mesh axes \['fsdp'\] are used by two dimensions"),
+    (
+      ("embed", "mlp"),
+      [("embed", "fsdp"), ("mlp", "fsdp")],
+      r"mesh axes \['fsdp'\] are used by two dimensions",
+    ),
     (("embed",), [("embed", "fsdp"), ("embed", None)], "has two sharding rules"),
     (("embed",), [("embed",)], "must be a \\(logical name, mesh axes\\) pair"),
-])
+  ],
+)
 def test_bad_rules_raise(axes, rules, message):
   with pytest.raises(ValueError, match=message):
     sharding.partition_spec(axes, (8,) * len(axes), MESH, rules)
@@ -54,9 +65,13 @@ def test_state_shardings_of_an_abstract_model(caplog):
 
 
 def test_activation_specs_skip_mesh_axes_taken_by_the_batch():
-  spec, _ = sharding.partition_spec(("batch", "length", "embed"), (8, 16, 32), MESH, skip_used_axes=True)
+  spec, _ = sharding.partition_spec(
+    ("batch", "length", "embed"), (8, 16, 32), MESH, skip_used_axes=True
+  )
   assert spec == P(("data", "fsdp"), None, None)
-  spec, _ = sharding.partition_spec(("batch", "length", "mlp"), (8, 16, 64), MESH, skip_used_axes=True)
+  spec, _ = sharding.partition_spec(
+    ("batch", "length", "mlp"), (8, 16, 64), MESH, skip_used_axes=True
+  )
   assert spec == P(("data", "fsdp"), None, "tensor")
 
 

@@ -9,8 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nexus.model import Transformer, mean_token_loss, sharding
-from tests.model.fixtures import SMALL, random_tokens, small_config, small_model
+from nexus.model import Transformer
+from nexus.model import mean_token_loss
+from nexus.model import sharding
+from tests.model.fixtures import SMALL
+from tests.model.fixtures import random_tokens
+from tests.model.fixtures import small_config
+from tests.model.fixtures import small_model
 
 LOGICAL_NAMES = {name for name, _ in sharding.DEFAULT_RULES} - {"batch"}
 
@@ -43,7 +48,11 @@ def test_logits_shape_and_dtype():
 
 
 def test_init_is_deterministic_and_layers_differ():
-  first, again, other = nnx.state(small_model(0)), nnx.state(small_model(0)), nnx.state(small_model(1))
+  first, again, other = (
+    nnx.state(small_model(0)),
+    nnx.state(small_model(0)),
+    nnx.state(small_model(1)),
+  )
   assert_trees_close(first, again, rtol=0, atol=0)
   assert not np.allclose(first["embedding"][...], other["embedding"][...])
   gate = first["blocks"]["mlp"]["gate"][...]
@@ -63,7 +72,10 @@ def test_grouped_query_attention_equals_multi_head_with_repeated_kv():
   gqa = small_model(num_heads=4, num_kv_heads=2)
   mha = small_model(num_heads=4, num_kv_heads=4)
   state = nnx.state(gqa)
-  for name in ("key", "value"):  # [layers, embed, kv_heads, head_dim]: query head n reads kv head n // 2
+  for name in (
+    "key",
+    "value",
+  ):  # [layers, embed, kv_heads, head_dim]: query head n reads kv head n // 2
     param = state["blocks"]["attention"][name]
     param.set_value(jnp.repeat(param.get_value(), 2, axis=2))
   nnx.update(mha, state)
@@ -99,17 +111,29 @@ def test_scanned_and_unrolled_layers_agree():
   scanned, unrolled = small_model(scan_layers=True), small_model(scan_layers=False)
   assert_trees_close(nnx.state(scanned), nnx.state(unrolled), rtol=0, atol=0)
   tokens = random_tokens((2, 9))
-  assert_trees_close(loss_and_grads(scanned, tokens), loss_and_grads(unrolled, tokens), rtol=1e-5, atol=1e-6)
+  assert_trees_close(
+    loss_and_grads(scanned, tokens), loss_and_grads(unrolled, tokens), rtol=1e-5, atol=1e-6
+  )
 
 
-@pytest.mark.parametrize("remat, scan_layers", [
-    ("full", True), ("dots_saveable", True), ("dots_with_no_batch_dims_saveable", True), ("full", False),
-])
+@pytest.mark.parametrize(
+  "remat, scan_layers",
+  [
+    ("full", True),
+    ("dots_saveable", True),
+    ("dots_with_no_batch_dims_saveable", True),
+    ("full", False),
+  ],
+)
 def test_remat_gives_the_same_gradients(remat, scan_layers):
   tokens = random_tokens((2, 9))
   reference = loss_and_grads(small_model(scan_layers=scan_layers), tokens)
-  assert_trees_close(loss_and_grads(small_model(remat=remat, scan_layers=scan_layers), tokens), reference,
-                     rtol=1e-5, atol=1e-6)
+  assert_trees_close(
+    loss_and_grads(small_model(remat=remat, scan_layers=scan_layers), tokens),
+    reference,
+    rtol=1e-5,
+    atol=1e-6,
+  )
 
 
 def test_every_param_has_logical_axis_names():
@@ -130,15 +154,20 @@ def test_decode_with_cache_matches_the_forward_pass():
   prefill, cache = decode(model, tokens[:, :6], positions, model.init_cache(2, 12))
   np.testing.assert_allclose(prefill, full[:, :6], rtol=1e-5, atol=1e-5)
   for position in range(6, 10):
-    logits, cache = decode(model, tokens[:, position:position + 1], jnp.full((2, 1), position), cache)
+    logits, cache = decode(
+      model, tokens[:, position : position + 1], jnp.full((2, 1), position), cache
+    )
     np.testing.assert_allclose(logits[:, 0], full[:, position], rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("tokens, message", [
+@pytest.mark.parametrize(
+  "tokens, message",
+  [
     (jnp.ones((2, 4), jnp.float32), "integer array"),
     (jnp.ones((8,), jnp.int32), "integer array"),
     (jnp.ones((1, SMALL.max_seq_len + 1), jnp.int32), "exceed max_seq_len"),
-])
+  ],
+)
 def test_bad_tokens_raise(tokens, message):
   with pytest.raises(ValueError, match=message):
     small_model()(tokens)
@@ -157,11 +186,15 @@ def test_bad_cache_raises():
 def test_attention_implementations_agree(compute_dtype):
   """The plain einsum path and jax.nn.dot_product_attention's XLA path: same logits, cache path too."""
   tokens = random_tokens((2, 11))
-  einsum, xla = (small_model(attention=name, compute_dtype=compute_dtype) for name in ("einsum", "xla"))
+  einsum, xla = (
+    small_model(attention=name, compute_dtype=compute_dtype) for name in ("einsum", "xla")
+  )
   atol = 1e-5 if compute_dtype == "float32" else 0.05
   np.testing.assert_allclose(forward(einsum, tokens), forward(xla, tokens), rtol=1e-5, atol=atol)
   positions = jnp.broadcast_to(jnp.arange(5), (2, 5))
-  cached = [decode(model, tokens[:, :5], positions, model.init_cache(2, 8))[0] for model in (einsum, xla)]
+  cached = [
+    decode(model, tokens[:, :5], positions, model.init_cache(2, 8))[0] for model in (einsum, xla)
+  ]
   np.testing.assert_allclose(*cached, rtol=1e-5, atol=atol)
 
 
@@ -175,8 +208,12 @@ def test_cudnn_attention_off_gpu_is_a_one_line_error():
 
 def test_scan_unroll_gives_the_same_gradients():
   tokens = random_tokens((2, 9))
-  assert_trees_close(loss_and_grads(small_model(scan_unroll=2), tokens), loss_and_grads(small_model(), tokens),
-                     rtol=1e-5, atol=1e-6)
+  assert_trees_close(
+    loss_and_grads(small_model(scan_unroll=2), tokens),
+    loss_and_grads(small_model(), tokens),
+    rtol=1e-5,
+    atol=1e-6,
+  )
 
 
 @pytest.mark.parametrize("chunk_size", [3, 8, 64])
@@ -184,18 +221,30 @@ def test_chunked_loss_gives_the_same_loss_and_gradients(chunk_size):
   """Chunks that do not divide the length (3), divide it (8) or exceed it (64); padding targets inside."""
   tokens = random_tokens((2, 17)).at[1, 12:].set(0)
   whole = loss_and_grads(small_model(tie_embeddings=False), tokens)
-  assert_trees_close(loss_and_grads(small_model(tie_embeddings=False, loss_chunk_size=chunk_size), tokens), whole,
-                     rtol=1e-5, atol=1e-6)
+  assert_trees_close(
+    loss_and_grads(small_model(tie_embeddings=False, loss_chunk_size=chunk_size), tokens),
+    whole,
+    rtol=1e-5,
+    atol=1e-6,
+  )
 
 
 def test_chunked_loss_never_materializes_the_whole_logits():
   config = small_config(vocab_size=4096, loss_chunk_size=8)
   graphdef, params = nnx.split(nnx.eval_shape(lambda: Transformer(config, rngs=nnx.Rngs(0))))
   tokens = jax.ShapeDtypeStruct((4, 33), jnp.int32)
-  compile_temp = lambda graphdef: jax.jit(jax.grad(lambda p, t: mean_token_loss(nnx.merge(graphdef, p), t))).lower(
-      params, tokens).compile().memory_analysis().temp_size_in_bytes
-  whole_graphdef, _ = nnx.split(nnx.eval_shape(lambda: Transformer(dataclasses.replace(config, loss_chunk_size=None),
-                                                                   rngs=nnx.Rngs(0))))
+  compile_temp = lambda graphdef: (
+    jax.jit(jax.grad(lambda p, t: mean_token_loss(nnx.merge(graphdef, p), t)))
+    .lower(params, tokens)
+    .compile()
+    .memory_analysis()
+    .temp_size_in_bytes
+  )
+  whole_graphdef, _ = nnx.split(
+    nnx.eval_shape(
+      lambda: Transformer(dataclasses.replace(config, loss_chunk_size=None), rngs=nnx.Rngs(0))
+    )
+  )
   logits_bytes = 4 * 32 * 4096 * 4  # float32 [B, L, V]
   # The whole path holds the logits and their gradient; the chunks save at least one such array.
   assert compile_temp(graphdef) <= compile_temp(whole_graphdef) - logits_bytes
@@ -204,9 +253,13 @@ def test_chunked_loss_never_materializes_the_whole_logits():
 def test_named_remat_policy_keeps_the_tagged_tensors(capsys):
   tokens = random_tokens((2, 9))
   model = small_model(remat="save_qkv_attention", scan_layers=False)
-  assert_trees_close(loss_and_grads(model, tokens), loss_and_grads(small_model(), tokens), rtol=1e-5, atol=1e-6)
+  assert_trees_close(
+    loss_and_grads(model, tokens), loss_and_grads(small_model(), tokens), rtol=1e-5, atol=1e-6
+  )
   graphdef, params = nnx.split(model)
-  jax.ad_checkpoint.print_saved_residuals(lambda p: mean_token_loss(nnx.merge(graphdef, p), tokens), params)
+  jax.ad_checkpoint.print_saved_residuals(
+    lambda p: mean_token_loss(nnx.merge(graphdef, p), tokens), params
+  )
   saved = capsys.readouterr().out
   for name in ("query", "key", "value", "attention"):
     assert saved.count(f"named '{name}'") == SMALL.num_layers, saved

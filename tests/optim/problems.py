@@ -9,16 +9,16 @@ NUM_SOURCES = 3
 
 def make_params(dtype=jnp.float64):
   return {
-      "a": jnp.asarray([0.3, -0.2, 0.5], dtype),
-      "b": jnp.asarray([[0.1, 0.4], [-0.3, 0.2]], dtype),
+    "a": jnp.asarray([0.3, -0.2, 0.5], dtype),
+    "b": jnp.asarray([[0.1, 0.4], [-0.3, 0.2]], dtype),
   }
 
 
 def _targets(dtype):
   rng = np.random.default_rng(0)
   return [
-      {"a": jnp.asarray(rng.normal(size=3), dtype), "b": jnp.asarray(rng.normal(size=(2, 2)), dtype)}
-      for _ in range(NUM_SOURCES)
+    {"a": jnp.asarray(rng.normal(size=3), dtype), "b": jnp.asarray(rng.normal(size=(2, 2)), dtype)}
+    for _ in range(NUM_SOURCES)
   ]
 
 
@@ -28,8 +28,8 @@ def source_loss(params, source):
   total = 0.0
   for s, target in enumerate(targets):
     value = sum(
-        jnp.sum((1.0 + s) * (p - t) ** 2 + 0.3 * jnp.cos(2.0 * p + s))
-        for p, t in zip(jax.tree.leaves(params), jax.tree.leaves(target))
+      jnp.sum((1.0 + s) * (p - t) ** 2 + 0.3 * jnp.cos(2.0 * p + s))
+      for p, t in zip(jax.tree.leaves(params), jax.tree.leaves(target))
     )
     total = total + jnp.where(source == s, value, 0.0)
   return total
@@ -49,8 +49,15 @@ def _normalized(grad, normalize):
   return grad
 
 
-def reference_nexus(params, outer, gamma, num_inner_steps, num_outer_steps, normalize="global",
-                    pseudo_gradient_scale="raw"):
+def reference_nexus(
+  params,
+  outer,
+  gamma,
+  num_inner_steps,
+  num_outer_steps,
+  normalize="global",
+  pseudo_gradient_scale="raw",
+):
   """The algorithm of docs/nexus-algorithm.md written as plainly as possible (Python loops)."""
   theta = params
   outer_state = outer.init(theta)

@@ -20,13 +20,15 @@ def loss(params, i):
   """Two micro-batches pulling ``w`` towards different targets, plus a ripple."""
   target = jnp.where(i == 0, 1.0, -0.5)
   w = params["w"].astype(jnp.float32)
-  return jnp.sum((w - target) ** 2 + 0.1 * jnp.cos(3.0 * w)) + jnp.sum(params["b"].astype(jnp.float32) ** 2)
+  return jnp.sum((w - target) ** 2 + 0.1 * jnp.cos(3.0 * w)) + jnp.sum(
+    params["b"].astype(jnp.float32) ** 2
+  )
 
 
 def make_params(dtype=jnp.float32, b_dtype=None):
   return {
-      "w": jnp.asarray([0.5, -1.0, 2.0, 0.25], dtype),
-      "b": jnp.asarray([[1.0, 2.0]], b_dtype or dtype),
+    "w": jnp.asarray([0.5, -1.0, 2.0, 0.25], dtype),
+    "b": jnp.asarray([[1.0, 2.0]], b_dtype or dtype),
   }
 
 
@@ -61,28 +63,38 @@ def nbytes(tree):
 
 
 class ChainedAfterTest(parameterized.TestCase):
-
   @parameterized.parameters(jnp.float32, jnp.bfloat16)
   def test_opaque_clip_after_reaches_theta(self, dtype):
     # A clip chained after Nexus changes the step; the next outer step starts from the clipped params.
     clip = 1e-2
-    tx = optax.chain(nexus.nexus(optax.sgd(1.0), 0.1, num_inner_steps=K), optax.clip_by_global_norm(clip))
+    tx = optax.chain(
+      nexus.nexus(optax.sgd(1.0), 0.1, num_inner_steps=K), optax.clip_by_global_norm(clip)
+    )
     plain = nexus.nexus(optax.sgd(1.0), 0.1, num_inner_steps=K)
     params, state = make_params(dtype), tx.init(make_params(dtype))
     step = opaque_step(tx)
     for _ in range(3):
       # What plain Nexus (stateless SGD outer) does from the caller's params, then clipped.
       want_update, _ = plain.update(params, plain.init(params), params, loss_fn=loss)
-      want = optax.apply_updates(params, optax.clip_by_global_norm(clip).update(want_update, None)[0])
+      want = optax.apply_updates(
+        params, optax.clip_by_global_norm(clip).update(want_update, None)[0]
+      )
       params, state = step(params, state)
-      self.assertLessEqual(float(optax.tree.norm(optax.tree.sub(
-          optax.tree.cast(params, jnp.float32), optax.tree.cast(want, jnp.float32)))), 1e-6)
+      self.assertLessEqual(
+        float(
+          optax.tree.norm(
+            optax.tree.sub(optax.tree.cast(params, jnp.float32), optax.tree.cast(want, jnp.float32))
+          )
+        ),
+        1e-6,
+      )
     self.assertEqual(int(state[0].count), 3)
 
   def test_transparent_clip_after_reaches_theta(self):
     clip = 1e-3
     tx = optax.chain(
-        nexus.nexus(optax.sgd(1.0), 0.1, num_inner_steps=K, mode="transparent"), optax.clip_by_global_norm(clip)
+      nexus.nexus(optax.sgd(1.0), 0.1, num_inner_steps=K, mode="transparent"),
+      optax.clip_by_global_norm(clip),
     )
     params, state = make_params(), tx.init(make_params())
     step = transparent_step(tx)
@@ -90,13 +102,14 @@ class ChainedAfterTest(parameterized.TestCase):
       start = params
       params, state = step(params, state, i % K)
       self.assertLessEqual(float(optax.tree.norm(optax.tree.sub(params, start))), clip * (1 + 1e-4))
-      if i % K == 0:  # Each outer step starts from the caller's (clipped) params: θ is re-synced to them.
+      if (
+        i % K == 0
+      ):  # Each outer step starts from the caller's (clipped) params: θ is re-synced to them.
         assert_trees_close(self, state[0].outer_params, start, rtol=0, atol=0)
     self.assertEqual(int(state[0].count), 3)
 
 
 class ChainedBeforeTest(absltest.TestCase):
-
   def test_transparent_clip_before_clips_each_inner_gradient(self):
     clip = optax.clip_by_global_norm(0.5)
     core = lambda: nexus.nexus(optax.adam(1e-2), 0.05, num_inner_steps=K, mode="transparent")
@@ -124,10 +137,11 @@ class ChainedBeforeTest(absltest.TestCase):
 
 
 class WrappersTest(parameterized.TestCase):
-
   def test_masked_transparent_updates_only_the_masked_leaves(self):
     mask = {"w": True, "b": False}
-    masked = optax.masked(nexus.nexus(optax.adam(1e-2), 0.05, num_inner_steps=K, mode="transparent"), mask)
+    masked = optax.masked(
+      nexus.nexus(optax.adam(1e-2), 0.05, num_inner_steps=K, mode="transparent"), mask
+    )
     sub = nexus.nexus(optax.adam(1e-2), 0.05, num_inner_steps=K, mode="transparent")
     params, state = make_params(), masked.init(make_params())
     w, sub_state = {"w": params["w"]}, sub.init({"w": params["w"]})
@@ -141,14 +155,20 @@ class WrappersTest(parameterized.TestCase):
     np.testing.assert_allclose(params["w"], w["w"], rtol=1e-6)
 
   def test_masked_opaque_is_a_clear_error(self):
-    masked = optax.masked(nexus.nexus(optax.adam(1e-2), 0.05, num_inner_steps=K), {"w": True, "b": False})
+    masked = optax.masked(
+      nexus.nexus(optax.adam(1e-2), 0.05, num_inner_steps=K), {"w": True, "b": False}
+    )
     params = make_params()
-    with self.assertRaisesRegex(ValueError, "optax.masked hid some of them; use mode='transparent'"):
+    with self.assertRaisesRegex(
+      ValueError, "optax.masked hid some of them; use mode='transparent'"
+    ):
       masked.update(params, masked.init(params), params, loss_fn=loss)
 
   def test_multisteps_feeds_transparent_nexus_the_mean_gradient(self):
     every = 2
-    multi = optax.MultiSteps(nexus.nexus(optax.adam(1e-2), 0.05, num_inner_steps=K, mode="transparent"), every)
+    multi = optax.MultiSteps(
+      nexus.nexus(optax.adam(1e-2), 0.05, num_inner_steps=K, mode="transparent"), every
+    )
     plain = nexus.nexus(optax.adam(1e-2), 0.05, num_inner_steps=K, mode="transparent")
     a, sa = make_params(), multi.init(make_params())
     b, sb = make_params(), plain.init(make_params())
@@ -182,7 +202,9 @@ class WrappersTest(parameterized.TestCase):
     self.assertEqual(int(inner(state).skipped_steps), 1)
     self.assertEqual(int(inner(state).count), int(before.count))
     assert_trees_close(self, inner(state).outer_state, before.outer_state, rtol=0, atol=0)
-    self.assertTrue(bool(jnp.isnan(inner(state).diagnostics.inner_losses[1])))  # what went wrong is visible
+    self.assertTrue(
+      bool(jnp.isnan(inner(state).diagnostics.inner_losses[1]))
+    )  # what went wrong is visible
     params, state = step(after_params, state, jnp.asarray(False))  # and training goes on
     self.assertTrue(bool(nexus.optim.tree_utils.is_finite(params, inner(state).outer_state)))
     self.assertEqual(int(inner(state).count), int(before.count) + 1)
@@ -198,14 +220,15 @@ class WrappersTest(parameterized.TestCase):
 
 
 class InjectedHyperparametersTest(parameterized.TestCase):
-
   @parameterized.product(dtype=(jnp.bfloat16, jnp.float16), mode=MODES)
   def test_low_precision_params(self, dtype, mode):
     factory = optax.inject_hyperparams(nexus.nexus, static_args=("num_inner_steps", "mode"))
     tx = factory(optax.adam(1e-2), inner_learning_rate=0.05, num_inner_steps=K, mode=mode)
     params = make_params(dtype)
     state = tx.init(params)
-    self.assertEqual(state.hyperparams["inner_learning_rate"].dtype, dtype)  # inject's cast, accepted
+    self.assertEqual(
+      state.hyperparams["inner_learning_rate"].dtype, dtype
+    )  # inject's cast, accepted
     if mode == "opaque":
       params, state = opaque_step(tx)(params, state)
     else:
@@ -218,9 +241,13 @@ class InjectedHyperparametersTest(parameterized.TestCase):
   @parameterized.parameters(*MODES)
   def test_gamma_schedules_see_the_outer_step(self, mode):
     schedule = lambda count: 0.08 / (1.0 + count)
-    injected_gamma = nexus.optim.inner_call_schedule(schedule, K) if mode == "transparent" else schedule
+    injected_gamma = (
+      nexus.optim.inner_call_schedule(schedule, K) if mode == "transparent" else schedule
+    )
     factory = optax.inject_hyperparams(nexus.nexus, static_args=("num_inner_steps", "mode"))
-    injected = factory(optax.sgd(0.5), inner_learning_rate=injected_gamma, num_inner_steps=K, mode=mode)
+    injected = factory(
+      optax.sgd(0.5), inner_learning_rate=injected_gamma, num_inner_steps=K, mode=mode
+    )
     plain = nexus.nexus(optax.sgd(0.5), schedule, num_inner_steps=K, mode=mode)
     results = []
     for tx in (injected, plain):
@@ -259,8 +286,8 @@ class MemoryTest(parameterized.TestCase):
   Besides: 3 int32 counters and the diagnostics, 8K + 16 bytes."""
 
   @parameterized.product(
-      dtypes=((jnp.float32, jnp.float32), (jnp.bfloat16, jnp.bfloat16), (jnp.bfloat16, jnp.float32)),
-      mode=MODES,
+    dtypes=((jnp.float32, jnp.float32), (jnp.bfloat16, jnp.bfloat16), (jnp.bfloat16, jnp.float32)),
+    mode=MODES,
   )
   def test_state_bytes(self, dtypes, mode):
     params = make_params(*dtypes)
@@ -276,7 +303,6 @@ class MemoryTest(parameterized.TestCase):
 
 
 class ErrorsTest(parameterized.TestCase):
-
   def test_checks_pass_when_built_inside_jit_under_x64(self):
     # Inside a trace, jnp.asarray(0.01) is traced: the eager checks must still see a Python float.
     @jax.jit
@@ -299,50 +325,120 @@ class ErrorsTest(parameterized.TestCase):
     opaque = nexus.nexus(optax.adam(1e-2), 0.05, num_inner_steps=K)
     transparent = nexus.nexus(optax.adam(1e-2), 0.05, num_inner_steps=K, mode="transparent")
     so, st = opaque.init(params), transparent.init(params)
-    self.assert_one_line(TypeError, "grad_fn must be callable as grad_fn\\(params, i\\)",
-                         lambda: opaque.update(params, so, params, grad_fn=3))
-    self.assert_one_line(ValueError, "loss_fn\\(params, i\\) must return a real scalar",
-                         lambda: opaque.update(params, so, params, loss_fn=lambda p, i: p["w"]))
-    self.assert_one_line(ValueError, "the ignored updates must have the params' tree structure",
-                         lambda: opaque.update({"w": params["w"]}, so, params, loss_fn=loss))
-    self.assert_one_line(ValueError, "exactly one of loss_fn",
-                         lambda: opaque.update(params, so, params))
-    self.assert_one_line(ValueError, r"updates \(the gradient at params\)\['w'\] has shape \(3,\)",
-                         lambda: transparent.update({"w": jnp.ones(3), "b": params["b"]}, st, params))
-    self.assert_one_line(ValueError, "tree structure",
-                         lambda: transparent.update({"w": params["w"]}, st, params))
-    self.assert_one_line(ValueError, "transparent mode takes the gradient",
-                         lambda: transparent.update(params, st, params, loss_fn=loss))
+    self.assert_one_line(
+      TypeError,
+      "grad_fn must be callable as grad_fn\\(params, i\\)",
+      lambda: opaque.update(params, so, params, grad_fn=3),
+    )
+    self.assert_one_line(
+      ValueError,
+      "loss_fn\\(params, i\\) must return a real scalar",
+      lambda: opaque.update(params, so, params, loss_fn=lambda p, i: p["w"]),
+    )
+    self.assert_one_line(
+      ValueError,
+      "the ignored updates must have the params' tree structure",
+      lambda: opaque.update({"w": params["w"]}, so, params, loss_fn=loss),
+    )
+    self.assert_one_line(
+      ValueError, "exactly one of loss_fn", lambda: opaque.update(params, so, params)
+    )
+    self.assert_one_line(
+      ValueError,
+      r"updates \(the gradient at params\)\['w'\] has shape \(3,\)",
+      lambda: transparent.update({"w": jnp.ones(3), "b": params["b"]}, st, params),
+    )
+    self.assert_one_line(
+      ValueError, "tree structure", lambda: transparent.update({"w": params["w"]}, st, params)
+    )
+    self.assert_one_line(
+      ValueError,
+      "transparent mode takes the gradient",
+      lambda: transparent.update(params, st, params, loss_fn=loss),
+    )
 
   @parameterized.named_parameters(
-      ("two_loop_mode", TypeError, "",
-       lambda: two_loop(optax.sgd(1.0), optax.sgd(1.0), 2, mode="Opaque")),
-      ("two_loop_outer", TypeError, "outer must be an Optax GradientTransformation",
-       lambda: two_loop(optax.sgd(1.0), "adam", 2)),
-      ("nexus_gamma_nan", ValueError, "inner_learning_rate must be in",
-       lambda: nexus.nexus(optax.sgd(1.0), float("nan"), num_inner_steps=2)),
-      ("nexus_k", TypeError, "num_inner_steps must be a Python int",
-       lambda: nexus.nexus(optax.sgd(1.0), 0.1, num_inner_steps=2.0)),
-      ("pcgrad_outer", TypeError, "outer must be an Optax",
-       lambda: nexus.optim.pcgrad(None)),
-      ("pcgrad_seed", TypeError, "seed must be a Python int",
-       lambda: nexus.optim.pcgrad(optax.sgd(1.0), seed=0.5)),
-      ("first_order_gamma", ValueError, "inner_learning_rate must be in",
-       lambda: nexus.optim.first_order_nexus(optax.sgd(1.0), -1.0)),
-      ("lookahead_inner", TypeError, "inner must be an Optax",
-       lambda: nexus.optim.lookahead(1.0, num_inner_steps=2)),
-      ("snoo_momentum", ValueError, "outer_momentum must be in",
-       lambda: nexus.optim.snoo(optax.sgd(1.0), num_inner_steps=2, outer_learning_rate=0.7, outer_momentum=1.0)),
-      ("sam_optimizer", TypeError, "optimizer must be an Optax",
-       lambda: nexus.optim.microbatch_sam("sgd", rho=0.05, num_microbatches=2)),
-      ("fish_step", ValueError, "meta_step_size must be in",
-       lambda: nexus.optim.fish(0.1, 2.0, num_inner_steps=2)),
-      ("accumulate_tx", TypeError, "tx must be an Optax",
-       lambda: nexus.optim.accumulate_gradients(optax.sgd, 2)),
-      ("stacked_k", ValueError, "num_microbatches must be >= 1",
-       lambda: nexus.optim.stacked_gradients(optax.sgd(1.0), 0)),
-      ("tied_gamma_nan", ValueError, "peak_inner_learning_rate must be in",
-       lambda: nexus.tied_inner_learning_rate(float("nan"), lambda c: 1.0, 1.0)),
+    (
+      "two_loop_mode",
+      TypeError,
+      "",
+      lambda: two_loop(optax.sgd(1.0), optax.sgd(1.0), 2, mode="Opaque"),
+    ),
+    (
+      "two_loop_outer",
+      TypeError,
+      "outer must be an Optax GradientTransformation",
+      lambda: two_loop(optax.sgd(1.0), "adam", 2),
+    ),
+    (
+      "nexus_gamma_nan",
+      ValueError,
+      "inner_learning_rate must be in",
+      lambda: nexus.nexus(optax.sgd(1.0), float("nan"), num_inner_steps=2),
+    ),
+    (
+      "nexus_k",
+      TypeError,
+      "num_inner_steps must be a Python int",
+      lambda: nexus.nexus(optax.sgd(1.0), 0.1, num_inner_steps=2.0),
+    ),
+    ("pcgrad_outer", TypeError, "outer must be an Optax", lambda: nexus.optim.pcgrad(None)),
+    (
+      "pcgrad_seed",
+      TypeError,
+      "seed must be a Python int",
+      lambda: nexus.optim.pcgrad(optax.sgd(1.0), seed=0.5),
+    ),
+    (
+      "first_order_gamma",
+      ValueError,
+      "inner_learning_rate must be in",
+      lambda: nexus.optim.first_order_nexus(optax.sgd(1.0), -1.0),
+    ),
+    (
+      "lookahead_inner",
+      TypeError,
+      "inner must be an Optax",
+      lambda: nexus.optim.lookahead(1.0, num_inner_steps=2),
+    ),
+    (
+      "snoo_momentum",
+      ValueError,
+      "outer_momentum must be in",
+      lambda: nexus.optim.snoo(
+        optax.sgd(1.0), num_inner_steps=2, outer_learning_rate=0.7, outer_momentum=1.0
+      ),
+    ),
+    (
+      "sam_optimizer",
+      TypeError,
+      "optimizer must be an Optax",
+      lambda: nexus.optim.microbatch_sam("sgd", rho=0.05, num_microbatches=2),
+    ),
+    (
+      "fish_step",
+      ValueError,
+      "meta_step_size must be in",
+      lambda: nexus.optim.fish(0.1, 2.0, num_inner_steps=2),
+    ),
+    (
+      "accumulate_tx",
+      TypeError,
+      "tx must be an Optax",
+      lambda: nexus.optim.accumulate_gradients(optax.sgd, 2),
+    ),
+    (
+      "stacked_k",
+      ValueError,
+      "num_microbatches must be >= 1",
+      lambda: nexus.optim.stacked_gradients(optax.sgd(1.0), 0),
+    ),
+    (
+      "tied_gamma_nan",
+      ValueError,
+      "peak_inner_learning_rate must be in",
+      lambda: nexus.tied_inner_learning_rate(float("nan"), lambda c: 1.0, 1.0),
+    ),
   )
   def test_constructors(self, error_type, message, fn):
     if not message:  # two_loop's mode: a ValueError naming the choices (case matters)
@@ -351,7 +447,6 @@ class ErrorsTest(parameterized.TestCase):
 
 
 class AccumulationTest(absltest.TestCase):
-
   def test_bfloat16_gradients_are_summed_in_float32(self):
     # Eight gradients whose bfloat16 running sum loses the small parts (2⁻⁹ is below half an ulp of
     # 1.0 in bfloat16); the float32 sum keeps them.
@@ -359,7 +454,9 @@ class AccumulationTest(absltest.TestCase):
     grads = jnp.asarray([1.0] + [2.0**-9] * (num - 1), jnp.bfloat16)
     params = {"w": jnp.zeros([1], jnp.bfloat16)}
     tx = nexus.optim.accumulate_gradients(optax.sgd(1.0), num)
-    updates, state = tx.update(params, tx.init(params), params, grad_fn=lambda p, i: {"w": grads[i][None]})
+    updates, state = tx.update(
+      params, tx.init(params), params, grad_fn=lambda p, i: {"w": grads[i][None]}
+    )
     want = (jnp.sum(grads.astype(jnp.float32)) / num).astype(jnp.bfloat16)
     bfloat16_sum = grads[0]
     for g in grads[1:]:

@@ -21,7 +21,6 @@ PARAMS = {"w": jnp.asarray([0.5, -1.0, 2.0]), "b": jnp.asarray([[1.0, 2.0]])}
 
 
 class ContractTest(parameterized.TestCase):
-
   def test_accepts_extra_args(self):
     tx = nexus.nexus(optax.adamw(1e-2), 0.01, num_inner_steps=2, mode="transparent")
     state = tx.init(PARAMS)
@@ -41,7 +40,9 @@ class ContractTest(parameterized.TestCase):
         state.hyperparams["inner_learning_rate"] = jnp.asarray(gamma)
       for _ in range(3):
         if mode == "opaque":
-          updates, state = tx.update(params, state, params, grad_fn=lambda p, i: jax.grad(quadratic)(p, i))
+          updates, state = tx.update(
+            params, state, params, grad_fn=lambda p, i: jax.grad(quadratic)(p, i)
+          )
           params = optax.apply_updates(params, updates)
         else:
           for i in range(2):
@@ -61,7 +62,9 @@ class ContractTest(parameterized.TestCase):
     tx = nexus.nexus(optax.adamw(1e-2), 0.01, num_inner_steps=1, mode=mode)
     state = tx.init(params)
     if mode == "opaque":
-      updates, state = tx.update(params, state, params, grad_fn=lambda p, i: jax.grad(quadratic)(p, i))
+      updates, state = tx.update(
+        params, state, params, grad_fn=lambda p, i: jax.grad(quadratic)(p, i)
+      )
     else:
       updates, state = tx.update(jax.grad(quadratic)(params, 0), state, params)
     for u in jax.tree.leaves(updates):
@@ -136,7 +139,6 @@ class ContractTest(parameterized.TestCase):
 
 
 class ShardingTest(absltest.TestCase):
-
   def test_state_shardings_follow_params_on_8_devices(self):
     multidevice.run_with_devices("""
       import jax, jax.numpy as jnp, optax

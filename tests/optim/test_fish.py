@@ -24,7 +24,6 @@ def reference_fish(params, alpha, epsilon, num_inner_steps, num_outer_steps):
 
 
 class FishTest(parameterized.TestCase):
-
   @parameterized.product(num_inner_steps=(1, 3), mode=("opaque", "transparent"))
   def test_matches_definition(self, num_inner_steps, mode):
     with jax.enable_x64(True):

@@ -62,7 +62,6 @@ def assert_trees_close(got, want, **tolerances):
 
 
 class ReferenceEqualityTest(parameterized.TestCase):
-
   @parameterized.product(num_inner_steps=(1, 3), mode=("opaque", "transparent"))
   def test_lookahead_matches_reference_loop(self, num_inner_steps, mode):
     with jax.enable_x64(True):
@@ -76,22 +75,33 @@ class ReferenceEqualityTest(parameterized.TestCase):
   def test_snoo_matches_reference_loop(self, num_inner_steps, mode):
     with jax.enable_x64(True):
       params = problems.make_params(jnp.float64)
-      tx = snoo(inner_adamw(), num_inner_steps=num_inner_steps, outer_learning_rate=0.7, outer_momentum=0.8,
-                mode=mode)
+      tx = snoo(
+        inner_adamw(),
+        num_inner_steps=num_inner_steps,
+        outer_learning_rate=0.7,
+        outer_momentum=0.8,
+        mode=mode,
+      )
       got, _ = run_nexus(tx, params, num_inner_steps, 3, mode)
       want = reference_two_loop(params, num_inner_steps, 3, snoo_rule(0.7, 0.8))
       assert_trees_close(got, want, rtol=1e-10, atol=1e-12)
 
   def test_snoo_without_momentum_is_lookahead(self):
     params = problems.make_params(jnp.float32)
-    got, _ = run_nexus(snoo(inner_adamw(), num_inner_steps=2, outer_learning_rate=0.4, outer_momentum=0.0),
-                       params, 2, 3, "opaque")
-    want, _ = run_nexus(lookahead(inner_adamw(), num_inner_steps=2, slow_step_size=0.4), params, 2, 3, "opaque")
+    got, _ = run_nexus(
+      snoo(inner_adamw(), num_inner_steps=2, outer_learning_rate=0.4, outer_momentum=0.0),
+      params,
+      2,
+      3,
+      "opaque",
+    )
+    want, _ = run_nexus(
+      lookahead(inner_adamw(), num_inner_steps=2, slow_step_size=0.4), params, 2, 3, "opaque"
+    )
     assert_trees_close(got, want, rtol=1e-6, atol=1e-7)
 
 
 class StateTest(absltest.TestCase):
-
   def test_inner_state_persists_across_outer_steps(self):
     params = problems.make_params(jnp.float32)
     _, state = run_nexus(lookahead(inner_adamw(), num_inner_steps=3), params, 3, 2, "opaque")
@@ -100,12 +110,13 @@ class StateTest(absltest.TestCase):
 
   def test_params_stay_a_plain_tree(self):
     params = problems.make_params(jnp.float32)
-    got, _ = run_nexus(snoo(inner_adamw(), num_inner_steps=2, outer_learning_rate=0.7), params, 2, 1, "opaque")
+    got, _ = run_nexus(
+      snoo(inner_adamw(), num_inner_steps=2, outer_learning_rate=0.7), params, 2, 1, "opaque"
+    )
     self.assertEqual(jax.tree.structure(got), jax.tree.structure(params))
 
 
 class ValidationTest(parameterized.TestCase):
-
   @parameterized.parameters(0.0, 1.5, float("nan"))
   def test_slow_step_size_outside_unit_interval(self, alpha):
     with self.assertRaisesRegex(ValueError, "slow_step_size"):

@@ -1,6 +1,5 @@
 """Nexus against a direct reference loop, and the algorithm's promised properties."""
 
-
 from absl.testing import absltest
 from absl.testing import parameterized
 import jax
@@ -41,11 +40,10 @@ def run_nexus(tx, params, num_inner_steps, num_outer_steps, mode):
 
 
 class ReferenceEqualityTest(parameterized.TestCase):
-
   @parameterized.product(
-      num_inner_steps=(1, 2, 4),
-      mode=("opaque", "transparent"),
-      normalize=("global", "leaf", "none"),
+    num_inner_steps=(1, 2, 4),
+    mode=("opaque", "transparent"),
+    normalize=("global", "leaf", "none"),
   )
   def test_matches_reference_loop_in_float64(self, num_inner_steps, mode, normalize):
     with jax.enable_x64(True):
@@ -53,7 +51,9 @@ class ReferenceEqualityTest(parameterized.TestCase):
       outer = optax.adamw(0.05, b1=0.9, b2=0.95, eps=1e-10, weight_decay=0.2)
       tx = nexus.nexus(outer, 0.07, num_inner_steps=num_inner_steps, normalize=normalize, mode=mode)
       got, state = run_nexus(tx, params, num_inner_steps, 3, mode)
-      want, want_outer_state = problems.reference_nexus(params, outer, 0.07, num_inner_steps, 3, normalize)
+      want, want_outer_state = problems.reference_nexus(
+        params, outer, 0.07, num_inner_steps, 3, normalize
+      )
       for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
         np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
       self.assertEqual(int(optax.tree.get(state.outer_state, "count")), 3)
@@ -67,9 +67,13 @@ class ReferenceEqualityTest(parameterized.TestCase):
       lr = lambda count: 0.02 * (1.0 + count)
       gamma = lambda count: 0.05 / (1.0 + count)
       outer = optax.sgd(lr)
-      tx = nexus.nexus(outer, gamma, num_inner_steps=2, mode=mode, pseudo_gradient_scale="inverse_gamma")
+      tx = nexus.nexus(
+        outer, gamma, num_inner_steps=2, mode=mode, pseudo_gradient_scale="inverse_gamma"
+      )
       got, _ = run_nexus(tx, params, 2, 4, mode)
-      want, _ = problems.reference_nexus(params, outer, gamma, 2, 4, pseudo_gradient_scale="inverse_gamma")
+      want, _ = problems.reference_nexus(
+        params, outer, gamma, 2, 4, pseudo_gradient_scale="inverse_gamma"
+      )
       for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
         np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
 
@@ -83,7 +87,6 @@ class ReferenceEqualityTest(parameterized.TestCase):
 
 
 class DiagnosticsTest(absltest.TestCase):
-
   def test_aligned_sources_have_alignment_one(self):
     # Every inner gradient points the same way: a linear loss.
     params = {"w": jnp.zeros(4)}
@@ -110,8 +113,9 @@ class DiagnosticsTest(absltest.TestCase):
     params = {"w": jnp.asarray([3.0])}
     loss = lambda p, i: (1.0 + i) * jnp.sum(p["w"] ** 2)
     tx = nexus.nexus(optax.sgd(1.0), 0.5, num_inner_steps=3)
-    _, state = tx.update(params, tx.init(params), params,
-                         value_and_grad_fn=lambda p, i: jax.value_and_grad(loss)(p, i))
+    _, state = tx.update(
+      params, tx.init(params), params, value_and_grad_fn=lambda p, i: jax.value_and_grad(loss)(p, i)
+    )
     # Inner points: 3 → 2.5 → 2 → 1.5 (unit normalized steps of 0.5).
     np.testing.assert_allclose(state.diagnostics.inner_losses, [9.0, 2 * 6.25, 3 * 4.0], rtol=1e-6)
     _, state = tx.update(params, tx.init(params), params, grad_fn=lambda p, i: jax.grad(loss)(p, i))
@@ -132,7 +136,6 @@ class DiagnosticsTest(absltest.TestCase):
 
 
 class ExpansionTest(absltest.TestCase):
-
   def _pseudo_gradient(self, params, gamma, sources):
     tx = nexus.nexus(optax.sgd(1.0), gamma, num_inner_steps=len(sources))
     state = tx.init(params)
@@ -151,7 +154,9 @@ class ExpansionTest(absltest.TestCase):
       sources = [0, 2, 1, 2]
       gamma = 1e-7
       got = jax.tree.map(lambda g: g / gamma, self._pseudo_gradient(params, gamma, sources))
-      stacked = jax.vmap(jax.grad(problems.source_loss), in_axes=(None, 0))(params, jnp.asarray(sources))
+      stacked = jax.vmap(jax.grad(problems.source_loss), in_axes=(None, 0))(
+        params, jnp.asarray(sources)
+      )
       want = per_source.sum_normalized(stacked)
       for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
@@ -167,7 +172,9 @@ class ExpansionTest(absltest.TestCase):
       residuals = []
       for gamma in gammas:
         pseudo = self._pseudo_gradient(params, gamma, [0, 1])
-        predicted = jax.tree.map(lambda a, b, j: gamma * (a + b) - gamma**2 * j, g1, g2, jacobian_g1)
+        predicted = jax.tree.map(
+          lambda a, b, j: gamma * (a + b) - gamma**2 * j, g1, g2, jacobian_g1
+        )
         residuals.append(float(optax.tree.norm(optax.tree.sub(pseudo, predicted))))
       slope = np.polyfit(np.log(gammas), np.log(residuals), 1)[0]
       self.assertGreater(slope, 2.8)
@@ -175,15 +182,18 @@ class ExpansionTest(absltest.TestCase):
 
 
 class ConvergenceTest(parameterized.TestCase):
-
   @parameterized.parameters("opaque", "transparent")
   def test_sources_with_common_minimizer_converge_to_it(self, mode):
     minimizer = jnp.asarray([1.0, -2.0, 0.5])
     scales = jnp.asarray([[1.0, 3.0, 0.5], [2.0, 0.2, 1.0], [0.7, 1.0, 4.0]])
     loss = lambda p, s: jnp.sum(scales[s] * (p["x"] - minimizer) ** 2)
     schedule = optax.cosine_decay_schedule(0.1, 300)
-    tx = nexus.nexus(optax.adam(schedule), nexus.tied_inner_learning_rate(0.05, schedule, 0.1),
-                     num_inner_steps=3, mode=mode)
+    tx = nexus.nexus(
+      optax.adam(schedule),
+      nexus.tied_inner_learning_rate(0.05, schedule, 0.1),
+      num_inner_steps=3,
+      mode=mode,
+    )
     params = {"x": jnp.zeros(3)}
     state = tx.init(params)
     if mode == "opaque":
@@ -208,7 +218,9 @@ class ConvergenceTest(parameterized.TestCase):
 
     @jax.jit
     def step(params, state):
-      updates, state = tx.update(params, state, params, grad_fn=lambda p, i: jax.grad(rosenbrock)(p))
+      updates, state = tx.update(
+        params, state, params, grad_fn=lambda p, i: jax.grad(rosenbrock)(p)
+      )
       return optax.apply_updates(params, updates), state
 
     for _ in range(2000):
@@ -217,18 +229,21 @@ class ConvergenceTest(parameterized.TestCase):
 
 
 class InvalidArgumentsTest(parameterized.TestCase):
-
   @parameterized.named_parameters(
-      ("zero_steps", dict(num_inner_steps=0), ValueError, "num_inner_steps"),
-      ("float_steps", dict(num_inner_steps=2.0), TypeError, "num_inner_steps"),
-      ("negative_gamma", dict(inner_learning_rate=-0.1), ValueError, "inner_learning_rate"),
-      ("nan_gamma", dict(inner_learning_rate=float("nan")), ValueError, "inner_learning_rate"),
-      ("zero_gamma_inverse", dict(inner_learning_rate=0.0, pseudo_gradient_scale="inverse_gamma"),
-       ValueError, "inverse_gamma"),
-      ("normalize", dict(normalize="l1"), ValueError, "normalize"),
-      ("scale", dict(pseudo_gradient_scale="half"), ValueError, "pseudo_gradient_scale"),
-      ("mode", dict(mode="lazy"), ValueError, "mode"),
-      ("outer", dict(outer=0.1), TypeError, "outer"),
+    ("zero_steps", dict(num_inner_steps=0), ValueError, "num_inner_steps"),
+    ("float_steps", dict(num_inner_steps=2.0), TypeError, "num_inner_steps"),
+    ("negative_gamma", dict(inner_learning_rate=-0.1), ValueError, "inner_learning_rate"),
+    ("nan_gamma", dict(inner_learning_rate=float("nan")), ValueError, "inner_learning_rate"),
+    (
+      "zero_gamma_inverse",
+      dict(inner_learning_rate=0.0, pseudo_gradient_scale="inverse_gamma"),
+      ValueError,
+      "inverse_gamma",
+    ),
+    ("normalize", dict(normalize="l1"), ValueError, "normalize"),
+    ("scale", dict(pseudo_gradient_scale="half"), ValueError, "pseudo_gradient_scale"),
+    ("mode", dict(mode="lazy"), ValueError, "mode"),
+    ("outer", dict(outer=0.1), TypeError, "outer"),
   )
   def test_bad_constructor_argument(self, overrides, error, message):
     kwargs = dict(outer=optax.adamw(1e-3), inner_learning_rate=0.01, num_inner_steps=2)

@@ -28,7 +28,7 @@ def flat(tree):
 def order_free_update(params, gamma, source_ids, num_inner_steps, **kwargs):
   """One order-free update with ``optax.sgd(1.0)`` as the outer step (so the update is −E[ĝ])."""
   tx = order_free.order_free_nexus(
-      optax.sgd(1.0), gamma, num_inner_steps=num_inner_steps, num_sources=len(source_ids), **kwargs
+    optax.sgd(1.0), gamma, num_inner_steps=num_inner_steps, num_sources=len(source_ids), **kwargs
   )
   sources = jnp.asarray(source_ids)
   loss_fn = lambda p, i: problems.source_loss(p, sources[i])  # loss_fn(params, i): source i's loss
@@ -47,7 +47,9 @@ def sequential_pseudo_gradient(params, gamma, sources):
 @jax.jit
 def order_average(params, gamma, orders):
   """The exact mean of sequential Nexus's ĝ over the given (equally likely) orders."""
-  pseudo_gradients = jax.vmap(lambda sources: sequential_pseudo_gradient(params, gamma, sources))(orders)
+  pseudo_gradients = jax.vmap(lambda sources: sequential_pseudo_gradient(params, gamma, sources))(
+    orders
+  )
   return jax.tree.map(lambda x: jnp.mean(x, axis=0), pseudo_gradients)
 
 
@@ -56,19 +58,20 @@ def residual_slope(residuals):
 
 
 class ExpectedUpdateTest(parameterized.TestCase):
-
   @parameterized.named_parameters(
-      ("three_sources_four_steps", (0, 1, 2), 4),
-      ("two_sources_three_steps", (0, 2), 3),
-      ("one_source_is_the_sequential_expansion", (1,), 3),
+    ("three_sources_four_steps", (0, 1, 2), 4),
+    ("two_sources_three_steps", (0, 2), 3),
+    ("one_source_is_the_sequential_expansion", (1,), 3),
   )
   def test_matches_average_over_all_orders_to_gamma_cubed(self, source_ids, num_inner_steps):
     with jax.enable_x64(True):
       params = problems.make_params(jnp.float64)
       orders = jnp.asarray(list(itertools.product(source_ids, repeat=num_inner_steps)))
       update = jax.jit(
-          lambda p, gamma, order: order_free_update(p, gamma, source_ids, num_inner_steps, order=order)[0],
-          static_argnums=2,
+        lambda p, gamma, order: order_free_update(
+          p, gamma, source_ids, num_inner_steps, order=order
+        )[0],
+        static_argnums=2,
       )
       residuals = {1: [], 2: []}
       for gamma in GAMMAS:
@@ -93,7 +96,9 @@ class ExpectedUpdateTest(parameterized.TestCase):
       np.testing.assert_allclose(diagnostics.first_order_norm, np.linalg.norm(want), rtol=1e-6)
       np.testing.assert_allclose(diagnostics.pseudo_gradient_norm, np.linalg.norm(want), rtol=1e-6)
       np.testing.assert_allclose(diagnostics.source_grad_norms, norms, rtol=1e-6)
-      cosines = [grads[i] @ grads[j] / (norms[i] * norms[j]) for i in range(3) for j in range(3) if i != j]
+      cosines = [
+        grads[i] @ grads[j] / (norms[i] * norms[j]) for i in range(3) for j in range(3) if i != j
+      ]
       np.testing.assert_allclose(diagnostics.mean_pairwise_cosine, np.mean(cosines), rtol=1e-6)
 
   def test_one_inner_step_has_no_second_order_term(self):
@@ -111,7 +116,9 @@ class ExpectedUpdateTest(parameterized.TestCase):
       params = problems.make_params(jnp.float64)
       sources = (0, 1, 2)
       # With γ = 1 and K = S = 3: order 1 gives −v(θ), v = Σ_i ĝ_i; order 2 adds +(1/3) Σ_i 𝒥_i v.
-      summed = lambda p: negated(order_free_update(p, 1.0, sources, 3, order=1, normalize=normalize)[0])
+      summed = lambda p: negated(
+        order_free_update(p, 1.0, sources, 3, order=1, normalize=normalize)[0]
+      )
       second, state = order_free_update(params, 1.0, sources, 3, order=2, normalize=normalize)
       jvp_term = 3.0 * (flat(second) - flat(negated(summed(params))))
       v = summed(params)
@@ -120,21 +127,26 @@ class ExpectedUpdateTest(parameterized.TestCase):
       minus = summed(jax.tree.map(lambda p, d: p - eps * d, params, v))
       finite_difference = (flat(plus) - flat(minus)) / (2 * eps)
       np.testing.assert_allclose(jvp_term, finite_difference, rtol=1e-7, atol=1e-9)
-      np.testing.assert_allclose(state.diagnostics.second_order_norm, np.linalg.norm(jvp_term) / 3, rtol=1e-6)
+      np.testing.assert_allclose(
+        state.diagnostics.second_order_norm, np.linalg.norm(jvp_term) / 3, rtol=1e-6
+      )
 
   @parameterized.parameters(None, 2)
   def test_map_method_matches_vmap(self, batch_size):
     with jax.enable_x64(True):
       params = problems.make_params(jnp.float64)
       want, want_state = order_free_update(params, 0.02, (0, 1, 2), 4)
-      got, got_state = order_free_update(params, 0.02, (0, 1, 2), 4, method="map", batch_size=batch_size)
+      got, got_state = order_free_update(
+        params, 0.02, (0, 1, 2), 4, method="map", batch_size=batch_size
+      )
       np.testing.assert_allclose(flat(got), flat(want), rtol=1e-12)
-      for a, b in zip(jax.tree.leaves(got_state.diagnostics), jax.tree.leaves(want_state.diagnostics)):
+      for a, b in zip(
+        jax.tree.leaves(got_state.diagnostics), jax.tree.leaves(want_state.diagnostics)
+      ):
         np.testing.assert_allclose(a, b, rtol=1e-6)
 
 
 class StateTest(absltest.TestCase):
-
   def test_per_source_gradients_are_computed_once(self):
     # jax.linearize gives the gradients, their normalized sum and the JVP from one evaluation: the loss
     # is traced once (vmapped over the sources), where a separate jax.jvp would trace it a second time.
@@ -149,13 +161,19 @@ class StateTest(absltest.TestCase):
     state = tx.init(params)
     jax.make_jaxpr(lambda p: tx.update(p, state, p, loss_fn=loss_fn))(params)
     self.assertEqual(len(traces), 2)  # one shape check of the output, one evaluation
-    losses = tx.update(params, state, params, loss_fn=problems.source_loss)[1].diagnostics.inner_losses
-    np.testing.assert_allclose(losses, [problems.source_loss(params, i) for i in range(3)], rtol=1e-6)
+    losses = tx.update(params, state, params, loss_fn=problems.source_loss)[
+      1
+    ].diagnostics.inner_losses
+    np.testing.assert_allclose(
+      losses, [problems.source_loss(params, i) for i in range(3)], rtol=1e-6
+    )
 
   def test_schedule_sees_the_outer_count_and_outer_advances_once_per_call(self):
     params = problems.make_params(jnp.float32)
     gamma = lambda count: 0.01 * (1.0 + count)
-    tx = order_free.order_free_nexus(optax.adamw(1e-3), gamma, num_inner_steps=2, num_sources=3, order=1)
+    tx = order_free.order_free_nexus(
+      optax.adamw(1e-3), gamma, num_inner_steps=2, num_sources=3, order=1
+    )
     state = tx.init(params)
     step = jax.jit(lambda s: tx.update(params, s, params, loss_fn=problems.source_loss))
     first_order_norms = []
@@ -177,26 +195,29 @@ class StateTest(absltest.TestCase):
       self.assertEqual(u.dtype, jnp.bfloat16)
     for mu in jax.tree.leaves(optax.tree.get(state16.outer_state, "mu")):
       self.assertEqual(mu.dtype, jnp.float32)
-    np.testing.assert_allclose(flat(optax.tree.cast(updates16, jnp.float32)), flat(updates32), rtol=2e-2)
+    np.testing.assert_allclose(
+      flat(optax.tree.cast(updates16, jnp.float32)), flat(updates32), rtol=2e-2
+    )
 
 
 class InvalidArgumentsTest(parameterized.TestCase):
-
   @parameterized.named_parameters(
-      ("zero_steps", dict(num_inner_steps=0), ValueError, "num_inner_steps"),
-      ("float_steps", dict(num_inner_steps=2.0), TypeError, "num_inner_steps"),
-      ("zero_sources", dict(num_sources=0), ValueError, "num_sources"),
-      ("negative_gamma", dict(inner_learning_rate=-0.1), ValueError, "inner_learning_rate"),
-      ("nan_gamma", dict(inner_learning_rate=float("nan")), ValueError, "inner_learning_rate"),
-      ("order", dict(order=3), ValueError, "order"),
-      ("normalize", dict(normalize="l1"), ValueError, "normalize"),
-      ("method", dict(method="scan"), ValueError, "method"),
-      ("batch_size_with_vmap", dict(batch_size=2), ValueError, "batch_size"),
-      ("zero_batch_size", dict(method="map", batch_size=0), ValueError, "batch_size"),
-      ("outer", dict(outer=0.1), TypeError, "outer"),
+    ("zero_steps", dict(num_inner_steps=0), ValueError, "num_inner_steps"),
+    ("float_steps", dict(num_inner_steps=2.0), TypeError, "num_inner_steps"),
+    ("zero_sources", dict(num_sources=0), ValueError, "num_sources"),
+    ("negative_gamma", dict(inner_learning_rate=-0.1), ValueError, "inner_learning_rate"),
+    ("nan_gamma", dict(inner_learning_rate=float("nan")), ValueError, "inner_learning_rate"),
+    ("order", dict(order=3), ValueError, "order"),
+    ("normalize", dict(normalize="l1"), ValueError, "normalize"),
+    ("method", dict(method="scan"), ValueError, "method"),
+    ("batch_size_with_vmap", dict(batch_size=2), ValueError, "batch_size"),
+    ("zero_batch_size", dict(method="map", batch_size=0), ValueError, "batch_size"),
+    ("outer", dict(outer=0.1), TypeError, "outer"),
   )
   def test_bad_constructor_argument(self, overrides, error, message):
-    kwargs = dict(outer=optax.adamw(1e-3), inner_learning_rate=0.01, num_inner_steps=2, num_sources=3)
+    kwargs = dict(
+      outer=optax.adamw(1e-3), inner_learning_rate=0.01, num_inner_steps=2, num_sources=3
+    )
     kwargs.update(overrides)
     with self.assertRaisesRegex(error, message):
       order_free.order_free_nexus(**kwargs)
@@ -218,7 +239,6 @@ class InvalidArgumentsTest(parameterized.TestCase):
 
 
 class ShardingTest(absltest.TestCase):
-
   def test_state_shardings_follow_params_on_8_devices(self):
     out = multidevice.run_with_devices("""
       import jax, jax.numpy as jnp, numpy as np, optax

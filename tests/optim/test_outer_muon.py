@@ -12,9 +12,10 @@ from tests.optim.test_nexus import run_nexus
 
 
 class NexusMuonTest(absltest.TestCase):
-
   def test_matches_reference_loop_with_muon_outer(self):
-    params = problems.make_params(jnp.float32)  # "a": 1D → Muon's Adam branch; "b": 2D → Newton–Schulz.
+    params = problems.make_params(
+      jnp.float32
+    )  # "a": 1D → Muon's Adam branch; "b": 2D → Newton–Schulz.
     outer = optax.contrib.muon(0.02, weight_decay=0.1, adam_weight_decay=0.1, consistent_rms=0.2)
     tx = nexus.nexus(outer, 0.05, num_inner_steps=3)
     got, state = run_nexus(tx, params, 3, 3, "opaque")
@@ -36,10 +37,14 @@ class NexusMuonTest(absltest.TestCase):
       updates, _ = tx.update(params, tx.init(params), params, grad_fn=grad_fn)
       return np.asarray(updates["b"])
 
-    muon_singular_values = np.linalg.svd(first_update(optax.contrib.muon(1.0, beta=0.0)), compute_uv=False)
+    muon_singular_values = np.linalg.svd(
+      first_update(optax.contrib.muon(1.0, beta=0.0)), compute_uv=False
+    )
     pseudo_gradient_singular_values = np.linalg.svd(first_update(optax.sgd(1.0)), compute_uv=False)
     self.assertLess(muon_singular_values[0] / muon_singular_values[-1], 1.5)
-    self.assertGreater(pseudo_gradient_singular_values[0] / pseudo_gradient_singular_values[-1], 1.5)
+    self.assertGreater(
+      pseudo_gradient_singular_values[0] / pseudo_gradient_singular_values[-1], 1.5
+    )
 
 
 if __name__ == "__main__":

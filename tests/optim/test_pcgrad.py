@@ -50,7 +50,6 @@ def direction_of(tx, stacked, steps=1):
 
 
 class KnownAnswerTest(parameterized.TestCase):
-
   @parameterized.parameters("random", "fixed")
   def test_two_conflicting_sources(self, order):
     # g1·g2 = −1: g1 → g1 + g2/2 = (0.5, 0.5), g2 → g2 + g1 = (0, 1); sum (0.5, 1.5).
@@ -68,20 +67,23 @@ class KnownAnswerTest(parameterized.TestCase):
 
 
 class ReferenceTest(absltest.TestCase):
-
   def test_coefficients_reproduce_projected_gradients(self):
     with jax.enable_x64(True):
       tree, flat = conflicting_gradients()
       orders = np.array([[3, 1, 0, 2], [0, 2, 3, 1], [1, 3, 2, 0], [2, 0, 1, 3]])
       coefficients = projection_coefficients(tree_gram(tree), jnp.asarray(orders))
-      np.testing.assert_allclose(coefficients @ flat, reference_projected(flat, orders), rtol=1e-10, atol=1e-12)
+      np.testing.assert_allclose(
+        coefficients @ flat, reference_projected(flat, orders), rtol=1e-10, atol=1e-12
+      )
 
   def test_fixed_order_matches_reference(self):
     with jax.enable_x64(True):
       tree, flat = conflicting_gradients()
       orders = [list(range(4))] * 4
       (got,) = direction_of(pcgrad(optax.sgd(1.0), order="fixed"), tree)
-      np.testing.assert_allclose(got, reference_projected(flat, orders).sum(0), rtol=1e-10, atol=1e-12)
+      np.testing.assert_allclose(
+        got, reference_projected(flat, orders).sum(0), rtol=1e-10, atol=1e-12
+      )
 
   def test_random_order_matches_reference_for_some_orders_and_changes_them(self):
     with jax.enable_x64(True):
@@ -93,14 +95,15 @@ class ReferenceTest(absltest.TestCase):
       self.assertGreater(len(distinct), 1)  # The order matters on this problem.
       directions = direction_of(pcgrad(optax.sgd(1.0), order="random", seed=0), tree, steps=6)
       for direction in directions:
-        self.assertTrue(any(np.allclose(direction, c, rtol=1e-10, atol=1e-12) for c in candidates.values()))
+        self.assertTrue(
+          any(np.allclose(direction, c, rtol=1e-10, atol=1e-12) for c in candidates.values())
+        )
       self.assertGreater(len({tuple(np.round(d, 8)) for d in directions}), 1)
       again = direction_of(pcgrad(optax.sgd(1.0), order="random", seed=0), tree, steps=6)
       np.testing.assert_array_equal(np.stack(directions), np.stack(again))
 
 
 class ValidationTest(absltest.TestCase):
-
   def test_unknown_options(self):
     with self.assertRaisesRegex(ValueError, "order="):
       pcgrad(optax.sgd(1.0), order="sorted")

@@ -21,8 +21,8 @@ PARAMS = {"w": jnp.asarray([[0.3, -0.1], [0.2, 0.5], [-0.4, 0.1]]), "b": jnp.asa
 def stacked_batch(num_sources=4, rows=5):
   rng = np.random.default_rng(1)
   return {
-      "x": jnp.asarray(rng.normal(size=(num_sources, rows, 3)), jnp.float32),
-      "y": jnp.asarray(rng.normal(size=(num_sources, rows, 2)), jnp.float32),
+    "x": jnp.asarray(rng.normal(size=(num_sources, rows, 3)), jnp.float32),
+    "y": jnp.asarray(rng.normal(size=(num_sources, rows, 2)), jnp.float32),
   }
 
 
@@ -31,14 +31,15 @@ def flat(tree):
 
 
 class PerSourceGradientsTest(parameterized.TestCase):
-
   @parameterized.parameters(("vmap", None), ("map", None), ("map", 3))
   def test_matches_one_grad_per_source(self, method, batch_size):
     batch = stacked_batch()
     got = per_source.per_source_gradients(loss, PARAMS, batch, method=method, batch_size=batch_size)
     for s in range(4):
       want = jax.grad(loss)(PARAMS, jax.tree.map(lambda x: x[s], batch))
-      np.testing.assert_allclose(flat(jax.tree.map(lambda g: g[s], got)), flat(want), rtol=1e-5, atol=1e-7)
+      np.testing.assert_allclose(
+        flat(jax.tree.map(lambda g: g[s], got)), flat(want), rtol=1e-5, atol=1e-7
+      )
 
   def test_unknown_method(self):
     with self.assertRaisesRegex(ValueError, "method"):
@@ -46,15 +47,18 @@ class PerSourceGradientsTest(parameterized.TestCase):
 
 
 class GramTest(absltest.TestCase):
-
   def test_gram_and_cosine_match_flattened_vectors(self):
     grads = per_source.per_source_gradients(loss, PARAMS, stacked_batch())
     vectors = np.stack([flat(jax.tree.map(lambda g: g[s], grads)) for s in range(4)])
     gram = per_source.tree_gram(grads)
     np.testing.assert_allclose(gram, vectors @ vectors.T, rtol=1e-5, atol=1e-7)
     norms = np.linalg.norm(vectors, axis=1)
-    np.testing.assert_allclose(per_source.cosine_from_gram(gram), vectors @ vectors.T / np.outer(norms, norms),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+      per_source.cosine_from_gram(gram),
+      vectors @ vectors.T / np.outer(norms, norms),
+      rtol=1e-5,
+      atol=1e-6,
+    )
 
   def test_identical_sources_have_cosine_one_and_zero_gradient_gives_zero(self):
     g = {"a": jnp.asarray([1.0, 2.0]), "b": jnp.asarray([[3.0]])}
@@ -66,7 +70,6 @@ class GramTest(absltest.TestCase):
 
 
 class FirstOrderNexusTest(parameterized.TestCase):
-
   @parameterized.parameters("global", "leaf", "none")
   def test_feeds_gamma_times_sum_of_normalized_gradients(self, normalize):
     grads = per_source.per_source_gradients(loss, PARAMS, stacked_batch())

@@ -32,9 +32,16 @@ def trainer_hyperparameters(**overrides):
   """The keyword set ``nexus.train.optimizer`` passes, with schedules for both learning rates."""
   learning_rate = optax.cosine_decay_schedule(0.02, 20, alpha=0.1)
   hyperparameters = dict(
-      learning_rate=learning_rate, b1=0.9, b2=0.95, eps=1e-10, weight_decay=0.0, clip_norm=1.0,
-      num_inner_steps=K, inner_learning_rate=tied_inner_learning_rate(0.05, learning_rate, 0.02),
-      normalize="global", pseudo_gradient_scale="raw",
+    learning_rate=learning_rate,
+    b1=0.9,
+    b2=0.95,
+    eps=1e-10,
+    weight_decay=0.0,
+    clip_norm=1.0,
+    num_inner_steps=K,
+    inner_learning_rate=tied_inner_learning_rate(0.05, learning_rate, 0.02),
+    normalize="global",
+    pseudo_gradient_scale="raw",
   )
   hyperparameters.update(overrides)
   return hyperparameters
@@ -51,7 +58,6 @@ def run(name, num_steps, **overrides):
 
 
 class EveryMethodTest(parameterized.TestCase):
-
   @parameterized.parameters(*sorted(registry.METHODS))
   def test_trains_and_reports_the_microbatch_losses(self, name):
     params, state = run(name, 12)
@@ -72,7 +78,6 @@ class EveryMethodTest(parameterized.TestCase):
 
 
 class TableChoicesTest(absltest.TestCase):
-
   def test_adamw_clips_the_mean_gradient(self):
     params = {"w": jnp.zeros(3)}
     grad = {"w": jnp.asarray([30.0, -40.0, 0.0])}  # norm 50
@@ -80,7 +85,9 @@ class TableChoicesTest(absltest.TestCase):
       tx = registry.build("adamw", learning_rate=0.1, num_inner_steps=2, clip_norm=clip_norm)
       got, _ = tx.update(params, tx.init(params), params, grad_fn=lambda p, i: grad)
       want_tx = optax.adamw(0.1)
-      want, _ = want_tx.update(jax.tree.map(lambda g: scale * g, grad), want_tx.init(params), params)
+      want, _ = want_tx.update(
+        jax.tree.map(lambda g: scale * g, grad), want_tx.init(params), params
+      )
       np.testing.assert_allclose(got["w"], want["w"], rtol=1e-6)
 
   def test_lookahead_schedule_counts_outer_steps(self):
@@ -89,7 +96,9 @@ class TableChoicesTest(absltest.TestCase):
     after_one, _ = run("lookahead", 1, learning_rate=first_step_only)
     constant, _ = run("lookahead", 1, learning_rate=0.05)
     after_two, _ = run("lookahead", 2, learning_rate=first_step_only)
-    for a, c, b in zip(jax.tree.leaves(after_one), jax.tree.leaves(constant), jax.tree.leaves(after_two)):
+    for a, c, b in zip(
+      jax.tree.leaves(after_one), jax.tree.leaves(constant), jax.tree.leaves(after_two)
+    ):
       np.testing.assert_allclose(a, c, rtol=1e-6)
       np.testing.assert_allclose(b, a, rtol=1e-6)
 
@@ -103,7 +112,9 @@ class TableChoicesTest(absltest.TestCase):
       np.testing.assert_allclose(i, u, rtol=1e-6)
 
   def test_pcgrad_without_conflicts_is_adamw_accumulation(self):
-    stacked = {"w": jnp.asarray([[1.0, 2.0], [3.0, 1.0], [0.5, 0.5]])}  # pairwise inner products > 0
+    stacked = {
+      "w": jnp.asarray([[1.0, 2.0], [3.0, 1.0], [0.5, 0.5]])
+    }  # pairwise inner products > 0
     params = {"w": jnp.zeros(2)}
     grad_fn = lambda p, i: {"w": stacked["w"][i]}
     pcgrad_tx = registry.build("pcgrad", learning_rate=0.1, num_inner_steps=3)
@@ -114,7 +125,6 @@ class TableChoicesTest(absltest.TestCase):
 
 
 class ErrorsTest(absltest.TestCase):
-
   def test_unknown_method(self):
     with self.assertRaisesRegex(ValueError, "unknown optimizer 'adam'"):
       registry.build("adam", learning_rate=0.1, num_inner_steps=2)
@@ -139,15 +149,15 @@ class ErrorsTest(absltest.TestCase):
 
   def test_values_that_would_train_nothing_or_diverge_are_refused(self):
     for name, overrides, message in (
-        ("nexus", dict(inner_learning_rate=0.0), r"γ = 0 makes nexus train nothing"),
-        ("nexus", dict(inner_learning_rate=float("nan")), "inner_learning_rate must be in"),
-        ("order_free", dict(inner_learning_rate=0.0), "inner_learning_rate"),
-        ("adamw", dict(b1=2.0), r"b1 must be in \[0.0, 1.0\), got 2.0"),
-        ("adamw", dict(b2=1.0), "b2 must be in"),
-        ("adamw", dict(eps=-1.0), "eps must be in"),
-        ("adamw", dict(weight_decay=float("inf")), "weight_decay must be in"),
-        ("adamw", dict(learning_rate=0.0), "learning_rate must be in"),
-        ("adamw", dict(num_inner_steps=0), "num_inner_steps must be >= 1"),
+      ("nexus", dict(inner_learning_rate=0.0), r"γ = 0 makes nexus train nothing"),
+      ("nexus", dict(inner_learning_rate=float("nan")), "inner_learning_rate must be in"),
+      ("order_free", dict(inner_learning_rate=0.0), "inner_learning_rate"),
+      ("adamw", dict(b1=2.0), r"b1 must be in \[0.0, 1.0\), got 2.0"),
+      ("adamw", dict(b2=1.0), "b2 must be in"),
+      ("adamw", dict(eps=-1.0), "eps must be in"),
+      ("adamw", dict(weight_decay=float("inf")), "weight_decay must be in"),
+      ("adamw", dict(learning_rate=0.0), "learning_rate must be in"),
+      ("adamw", dict(num_inner_steps=0), "num_inner_steps must be >= 1"),
     ):
       with self.subTest(name=name, overrides=overrides):
         with self.assertRaisesRegex(ValueError, message):

@@ -39,7 +39,6 @@ def run_sam(tx, params, num_steps, **grad_fn_kwargs):
 
 
 class MicrobatchSAMTest(absltest.TestCase):
-
   def test_matches_definition(self):
     with jax.enable_x64(True):
       params = problems.make_params(jnp.float64)
@@ -64,7 +63,9 @@ class MicrobatchSAMTest(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, "exactly one of loss_fn"):
       tx.update(params, tx.init(params), params)
     with self.assertRaisesRegex(ValueError, "exactly one of loss_fn"):
-      tx.update(params, tx.init(params), params, loss_fn=problems.source_loss, grad_fn=lambda p, i: p)
+      tx.update(
+        params, tx.init(params), params, loss_fn=problems.source_loss, grad_fn=lambda p, i: p
+      )
 
   def test_invalid_arguments(self):
     with self.assertRaisesRegex(ValueError, "rho"):

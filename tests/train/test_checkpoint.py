@@ -8,7 +8,8 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 from absl.testing import absltest
 from absl.testing import parameterized
@@ -31,17 +32,24 @@ class ToyTrainState(NamedTuple):
 def make_state(seed: int = 0) -> ToyTrainState:
   """A tiny train state: f32 and bf16 parameters, an AdamW state after one update, RNG key data."""
   params = {
-      "dense": {"kernel": jnp.arange(12.0, dtype=jnp.float32).reshape(4, 3) + seed, "bias": jnp.zeros(3)},
-      "norm": jnp.full((3,), 0.5 + seed, jnp.bfloat16),
+    "dense": {
+      "kernel": jnp.arange(12.0, dtype=jnp.float32).reshape(4, 3) + seed,
+      "bias": jnp.zeros(3),
+    },
+    "norm": jnp.full((3,), 0.5 + seed, jnp.bfloat16),
   }
   tx = optax.adamw(1e-2)
   _, opt_state = tx.update(params, tx.init(params), params)
-  return ToyTrainState(jnp.int32(7 + seed), params, opt_state, jax.random.key_data(jax.random.key(seed)))
+  return ToyTrainState(
+    jnp.int32(7 + seed), params, opt_state, jax.random.key_data(jax.random.key(seed))
+  )
 
 
 def abstract_of(state, sharding=None):
   device_sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding or device_sharding), state)
+  return jax.tree.map(
+    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding or device_sharding), state
+  )
 
 
 def assert_trees_equal(test, actual, expected):
@@ -63,7 +71,11 @@ def step_dirs(directory):
 
 
 def data_files(step_dir):
-  return [p for p in glob.glob(os.path.join(step_dir, "state", "**", "d", "*"), recursive=True) if os.path.isfile(p)]
+  return [
+    p
+    for p in glob.glob(os.path.join(step_dir, "state", "**", "d", "*"), recursive=True)
+    if os.path.isfile(p)
+  ]
 
 
 def truncate_data_files(step_dir):
@@ -88,7 +100,6 @@ def delete_metadata_item(step_dir):
 
 
 class CheckpointerTest(parameterized.TestCase):
-
   def setUp(self):
     super().setUp()
     self.directory = os.path.join(temp_dir(self), "checkpoints")
@@ -105,7 +116,10 @@ class CheckpointerTest(parameterized.TestCase):
 
   def test_round_trip_keeps_values_dtypes_structure_and_metadata(self):
     state = make_state()
-    metadata = {"data": {"lanes": [[0, 1, {"index": 5}]], "step": 3}, "config": {"opt": {"name": "adamw"}}}
+    metadata = {
+      "data": {"lanes": [[0, 1, {"index": 5}]], "step": 3},
+      "config": {"opt": {"name": "adamw"}},
+    }
     self.checkpointer().save(3, state, metadata)
     step, restored, restored_metadata = self.checkpointer().restore_latest(abstract_of(state))
     self.assertEqual(step, 3)
@@ -171,10 +185,10 @@ class CheckpointerTest(parameterized.TestCase):
     self.assertEmpty([name for name in os.listdir(self.directory) if not name.isdigit()])
 
   @parameterized.named_parameters(
-      ("truncated_data", truncate_data_files),
-      ("deleted_data", delete_data_files),
-      ("garbage_everywhere", overwrite_every_file),
-      ("deleted_metadata", delete_metadata_item),
+    ("truncated_data", truncate_data_files),
+    ("deleted_data", delete_data_files),
+    ("garbage_everywhere", overwrite_every_file),
+    ("deleted_metadata", delete_metadata_item),
   )
   def test_damaged_latest_falls_back_with_a_warning_and_stays_on_disk(self, damage):
     checkpointer = self.checkpointer()
@@ -184,7 +198,10 @@ class CheckpointerTest(parameterized.TestCase):
       step, restored, metadata = self.checkpointer().restore_latest(abstract_of(make_state()))
     self.assertEqual((step, metadata), (2, {"data": {"position": 2}}))
     assert_trees_equal(self, restored, make_state(2))
-    self.assertTrue(any("step 3" in line and "falling back to step 2" in line for line in logs.output), logs.output)
+    self.assertTrue(
+      any("step 3" in line and "falling back to step 2" in line for line in logs.output),
+      logs.output,
+    )
     self.assertEqual(step_dirs(self.directory), [1, 2, 3])
 
   def test_resumed_run_replaces_the_unreadable_step_when_it_saves_it_again(self):
@@ -231,7 +248,10 @@ class CheckpointerTest(parameterized.TestCase):
     self.save_steps(self.checkpointer(), [1, 2])
     for step in (1, 2):
       truncate_data_files(os.path.join(self.directory, str(step)))
-    with self.assertLogs(level="WARNING"), self.assertRaisesRegex(ValueError, r"steps \[2, 1\]") as raised:
+    with (
+      self.assertLogs(level="WARNING"),
+      self.assertRaisesRegex(ValueError, r"steps \[2, 1\]") as raised,
+    ):
       self.checkpointer().restore_latest(abstract_of(make_state()))
     self.assertNotIn("\n", str(raised.exception))
     self.assertIn(self.directory, str(raised.exception))
@@ -240,7 +260,10 @@ class CheckpointerTest(parameterized.TestCase):
   def test_changed_state_shapes_raise_one_line_error(self):
     self.save_steps(self.checkpointer(), [1])
     bigger = make_state()._replace(key_data=jnp.zeros((5,), jnp.uint32))
-    with self.assertLogs(level="WARNING"), self.assertRaisesRegex(ValueError, "model, optimizer or process count"):
+    with (
+      self.assertLogs(level="WARNING"),
+      self.assertRaisesRegex(ValueError, "model, optimizer or process count"),
+    ):
       self.checkpointer().restore_latest(abstract_of(bigger))
 
   def test_unwritable_directory_raises_one_line_error(self):
@@ -256,12 +279,14 @@ class CheckpointerTest(parameterized.TestCase):
   def test_bad_arguments_raise_one_line_errors(self):
     checkpointer = self.checkpointer()
     cases = [
-        (lambda: Checkpointer(self.directory, keep=0), "keep=0 must be a positive integer"),
-        (lambda: checkpointer.save(-1, make_state(), {}), "non-negative int"),
-        (lambda: checkpointer.save(1, make_state(), {"array": np.ones(2)}), "not JSON-serialisable"),
-        (lambda: checkpointer.save(1, make_state(), [1]), "must be a dict"),
-        (lambda: checkpointer.restore_latest({"w": jax.ShapeDtypeStruct((2,), jnp.float32)}),
-         r"leaf \['w'\] has no sharding"),
+      (lambda: Checkpointer(self.directory, keep=0), "keep=0 must be a positive integer"),
+      (lambda: checkpointer.save(-1, make_state(), {}), "non-negative int"),
+      (lambda: checkpointer.save(1, make_state(), {"array": np.ones(2)}), "not JSON-serialisable"),
+      (lambda: checkpointer.save(1, make_state(), [1]), "must be a dict"),
+      (
+        lambda: checkpointer.restore_latest({"w": jax.ShapeDtypeStruct((2,), jnp.float32)}),
+        r"leaf \['w'\] has no sharding",
+      ),
     ]
     for call, message in cases:
       with self.assertRaisesRegex(ValueError, message) as raised:
@@ -271,7 +296,6 @@ class CheckpointerTest(parameterized.TestCase):
 
 
 class MultiDeviceCheckpointTest(absltest.TestCase):
-
   def test_state_sharded_over_a_2x4_mesh_round_trips_into_the_same_shardings(self):
     directory = temp_dir(self)
     out = multidevice.run_with_devices(f"""
@@ -337,18 +361,34 @@ print("process", process, "resumed from step", step)
 
 
 class TwoProcessCheckpointTest(absltest.TestCase):
-
   def test_each_process_gets_its_metadata_and_all_fall_back_together(self):
     directory = temp_dir(self)
     with socket.socket() as probe:
       probe.bind(("127.0.0.1", 0))
       port = probe.getsockname()[1]
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-           "PYTHONPATH": multidevice.REPO_ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {
+      **os.environ,
+      "JAX_PLATFORMS": "cpu",
+      "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+      "PYTHONPATH": multidevice.REPO_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
     processes = [
-        subprocess.Popen([sys.executable, "-c", textwrap.dedent(_TWO_PROCESS_BODY), str(index), str(port), directory],
-                         env=env, cwd=multidevice.REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for index in range(2)
+      subprocess.Popen(
+        [
+          sys.executable,
+          "-c",
+          textwrap.dedent(_TWO_PROCESS_BODY),
+          str(index),
+          str(port),
+          directory,
+        ],
+        env=env,
+        cwd=multidevice.REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+      )
+      for index in range(2)
     ]
     outputs = [process.communicate(timeout=300) for process in processes]
     for index, (process, (stdout, stderr)) in enumerate(zip(processes, outputs)):

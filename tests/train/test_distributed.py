@@ -25,12 +25,13 @@ def losses(path):
 
 
 class DistributedTest(absltest.TestCase):
-
   def test_one_device_and_eight_sharded_devices_agree(self):
     single = workdir(self)
     harness.train(single, SHORT)
     sharded = workdir(self)
-    harness.train(sharded, {**SHORT, "mesh.data": 2, "mesh.fsdp": 2, "mesh.tensor": 2}, num_devices=8)
+    harness.train(
+      sharded, {**SHORT, "mesh.data": 2, "mesh.fsdp": 2, "mesh.tensor": 2}, num_devices=8
+    )
     np.testing.assert_allclose(losses(sharded), losses(single), rtol=2e-5)
 
 

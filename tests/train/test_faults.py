@@ -79,13 +79,22 @@ def train_here(workdir: str, overrides: dict | None = None, **kwargs) -> dict:
     return loop.train(config_with(overrides or {}), workdir, **kwargs)
 
 
-def launch(workdir: str, overrides: dict | None = None, *, extra_flags: tuple = (), config: str | None = None):
+def launch(
+  workdir: str, overrides: dict | None = None, *, extra_flags: tuple = (), config: str | None = None
+):
   """Runs ``python -m launch.train`` to the end; returns the completed process."""
   command = harness.command(workdir, {**QUICK, **(overrides or {})}, extra_flags)
   if config is not None:
     command[3] = f"--config={config}"
-  return subprocess.run(command, cwd=harness.REPO_ROOT, env=harness.environment(), capture_output=True, text=True,
-                        timeout=600, check=False)
+  return subprocess.run(
+    command,
+    cwd=harness.REPO_ROOT,
+    env=harness.environment(),
+    capture_output=True,
+    text=True,
+    timeout=600,
+    check=False,
+  )
 
 
 @functools.cache
@@ -97,7 +106,9 @@ def _trained() -> tuple[str, dict]:
   original = checkpoint_lib.Checkpointer.save
 
   def save(checkpointer, step, *args, **kwargs):
-    logged_at_save[step] = [r["step"] for r in metrics_lib.read_metrics(workdir) if "train/loss" in r]
+    logged_at_save[step] = [
+      r["step"] for r in metrics_lib.read_metrics(workdir) if "train/loss" in r
+    ]
     return original(checkpointer, step, *args, **kwargs)
 
   with mock.patch.object(checkpoint_lib.Checkpointer, "save", save):
@@ -119,17 +130,20 @@ def dead_pid() -> int:
 
 
 class WorkdirLockTest(absltest.TestCase):
-
   def test_second_trainer_exits_with_the_holders_pid_and_host(self):
     workdir = make_workdir(self)
     with workdir_lock.WorkdirLock(workdir):
       result = launch(workdir)
     self.assertEqual(result.returncode, 1, result.stderr[-2000:])
     self.assertStartsWith(
-        result.stderr, f"error: workdir {workdir!r} is in use by another trainer (pid {os.getpid()} on host "
-        f"{socket.gethostname()}, since ")
+      result.stderr,
+      f"error: workdir {workdir!r} is in use by another trainer (pid {os.getpid()} on host "
+      f"{socket.gethostname()}, since ",
+    )
     self.assertLen(result.stderr.strip().splitlines(), 1)
-    self.assertEqual(sorted(os.listdir(workdir)), [workdir_lock.LOCK_NAME])  # refused before any work
+    self.assertEqual(
+      sorted(os.listdir(workdir)), [workdir_lock.LOCK_NAME]
+    )  # refused before any work
 
   def test_stale_lock_of_a_dead_process_is_taken_over_with_a_warning(self):
     workdir = make_workdir(self)
@@ -154,7 +168,6 @@ class WorkdirLockTest(absltest.TestCase):
 
 
 class ConfigIdentityTest(absltest.TestCase):
-
   def test_changed_config_is_refused_then_allowed_and_recorded(self):
     workdir = trained_copy(self)
     before = metrics_lib.read_metrics(workdir)
@@ -162,23 +175,31 @@ class ConfigIdentityTest(absltest.TestCase):
     with self.assertRaises(run_history.ConfigChangedError) as refused:
       train_here(workdir, changed)
     self.assertStartsWith(
-        str(refused.exception), "config differs from the checkpoint's at step 4: opt.learning_rate 0.001 -> 0.002, "
-        "train.steps 4 -> 5; pass --allow_config_change to continue with the new config (recorded in ")
+      str(refused.exception),
+      "config differs from the checkpoint's at step 4: opt.learning_rate 0.001 -> 0.002, "
+      "train.steps 4 -> 5; pass --allow_config_change to continue with the new config (recorded in ",
+    )
     self.assertEqual(metrics_lib.read_metrics(workdir), before)  # nothing ran
     summary = train_here(workdir, changed, allow_config_change=True)
     self.assertEqual(summary["step"], 5)
     with open(os.path.join(workdir, run_history.HISTORY_NAME), encoding="utf-8") as f:
       history = [json.loads(line) for line in f]
-    self.assertEqual([entry["event"] for entry in history], ["start", "stop", "config_change", "resume", "stop"])
+    self.assertEqual(
+      [entry["event"] for entry in history], ["start", "stop", "config_change", "resume", "stop"]
+    )
     self.assertEqual(history[2]["changes"]["opt.learning_rate"], {"from": 0.001, "to": 0.002})
     self.assertEqual(history[2]["step"], 4)
 
   def test_neutral_fields_may_change(self):
     saved = config_with({}).to_dict()
-    current = config_with({"checkpoint.every": 7, "train.log_every": 5, "mesh.data": 1, "eval.every": 3}).to_dict()
+    current = config_with(
+      {"checkpoint.every": 7, "train.log_every": 5, "mesh.data": 1, "eval.every": 3}
+    ).to_dict()
     self.assertEqual(run_history.config_changes(saved, current), [])
     current["opt"]["b1"] = float("nan")
-    self.assertEqual([field for field, _, _ in run_history.config_changes(saved, current)], ["opt.b1"])
+    self.assertEqual(
+      [field for field, _, _ in run_history.config_changes(saved, current)], ["opt.b1"]
+    )
     saved["opt"]["b1"] = float("nan")
     self.assertEqual(run_history.config_changes(saved, current), [])
 
@@ -187,21 +208,30 @@ class ConfigIdentityTest(absltest.TestCase):
     changed = {**TRAINED, "model.d_model": 64, "train.num_inner_steps": 4}
     refused = launch(workdir, changed)
     self.assertEqual(refused.returncode, 1)
-    self.assertEqual(refused.stderr.strip().splitlines(), [
+    self.assertEqual(
+      refused.stderr.strip().splitlines(),
+      [
         f"error: config differs from the checkpoint's at step 4: model.d_model 32 -> 64, train.num_inner_steps 2 -> 4; "
         f"pass --allow_config_change to continue with the new config (recorded in {workdir}/history.jsonl), or use "
-        "a new --workdir."])
+        "a new --workdir."
+      ],
+    )
     forced = launch(workdir, changed, extra_flags=("--allow_config_change",))
     self.assertEqual(forced.returncode, 1)
     lines = forced.stderr.strip().splitlines()
-    self.assertStartsWith(lines[-1], f"error: none of the checkpoints in {workdir}/checkpoints (steps [4, 2]) could "
-                          "be restored")
-    self.assertTrue(all("Traceback" not in line and "Event loop" not in line for line in lines), lines)
-    self.assertLessEqual(len(lines), 3, lines)  # the error and at most the fallback warning per step
+    self.assertStartsWith(
+      lines[-1],
+      f"error: none of the checkpoints in {workdir}/checkpoints (steps [4, 2]) could be restored",
+    )
+    self.assertTrue(
+      all("Traceback" not in line and "Event loop" not in line for line in lines), lines
+    )
+    self.assertLessEqual(
+      len(lines), 3, lines
+    )  # the error and at most the fallback warning per step
 
 
 class ExitCodeTest(absltest.TestCase):
-
   def test_a_run_that_skips_every_step_exits_3_with_the_count(self):
     workdir = make_workdir(self)
     result = launch(workdir, DIVERGING)
@@ -210,11 +240,17 @@ class ExitCodeTest(absltest.TestCase):
     self.assertIsNotNone(match, result.stdout)
     skipped = int(match.group(1))
     self.assertGreaterEqual(skipped, 2)
-    self.assertEqual(result.stderr.strip().splitlines(), [
+    self.assertEqual(
+      result.stderr.strip().splitlines(),
+      [
         f"error: {skipped} of 3 steps were skipped (non-finite loss or update), more than "
-        "train.max_skipped_fraction=0.1; lower the learning rate (or raise the fraction) and train again."])
+        "train.max_skipped_fraction=0.1; lower the learning rate (or raise the fraction) and train again."
+      ],
+    )
     rows = train_records(workdir)
-    self.assertEqual(rows[-2]["param_norm"], rows[-1]["param_norm"])  # a skipped step left the state as it was
+    self.assertEqual(
+      rows[-2]["param_norm"], rows[-1]["param_norm"]
+    )  # a skipped step left the state as it was
 
   def test_skipped_fraction_rule(self):
     self.assertFalse(loop._too_many_skipped(0, 10, 0.1))
@@ -224,12 +260,17 @@ class ExitCodeTest(absltest.TestCase):
     self.assertFalse(loop._too_many_skipped(0, 0, 0.0))
 
   def test_nonfinite_stop_is_one_line(self):
-    with self.assertRaisesRegex(loop.NonFiniteError, r"^non-finite loss or update at step \d+; the state was kept at step \d+\. "):
+    with self.assertRaisesRegex(
+      loop.NonFiniteError,
+      r"^non-finite loss or update at step \d+; the state was kept at step \d+\. ",
+    ):
       train_here(make_workdir(self), {**DIVERGING, "train.nonfinite": "stop"})
 
   def test_sigterm_saves_a_checkpoint_and_exits_75(self):
     workdir = make_workdir(self)
-    process = harness.start(workdir, {"train.steps": 100000, "checkpoint.every": 100000, "eval.every": 0})
+    process = harness.start(
+      workdir, {"train.steps": 100000, "checkpoint.every": 100000, "eval.every": 0}
+    )
     deadline = time.time() + 300
     while time.time() < deadline and len(train_records(workdir)) < 2:
       time.sleep(0.2)
@@ -241,30 +282,35 @@ class ExitCodeTest(absltest.TestCase):
     self.assertLen(saved, 1)
     self.assertEqual(train_records(workdir)[-1]["step"], saved[0])  # its record is in the log
 
-
   def test_ctrl_c_exits_130_in_one_line_and_releases_the_lock(self):
     workdir = make_workdir(self)
-    process = harness.start(workdir, {"train.steps": 100000, "checkpoint.every": 1, "eval.every": 0})
+    process = harness.start(
+      workdir, {"train.steps": 100000, "checkpoint.every": 1, "eval.every": 0}
+    )
     deadline = time.time() + 300
     while time.time() < deadline and not checkpoint_steps(workdir):
       time.sleep(0.2)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=300)
     self.assertEqual(process.returncode, 130, stderr[-3000:])
-    self.assertEqual(stderr.strip().splitlines(), [
-        "interrupted: run the same command again to resume from the last saved checkpoint."])
+    self.assertEqual(
+      stderr.strip().splitlines(),
+      ["interrupted: run the same command again to resume from the last saved checkpoint."],
+    )
     with workdir_lock.WorkdirLock(workdir):  # released
       pass
 
 
 class OneLineErrorTest(absltest.TestCase):
-
   def test_missing_config_file(self):
     result = launch(make_workdir(self), config="configs/no_such_config.py")
     self.assertEqual(result.returncode, 1)
     self.assertEqual(len(result.stderr.strip().splitlines()), 1, result.stderr)
-    self.assertStartsWith(result.stderr, "error: the config file configs/no_such_config.py does not exist; pass an "
-                          "existing file, e.g. --config=configs/tiny.py.")
+    self.assertStartsWith(
+      result.stderr,
+      "error: the config file configs/no_such_config.py does not exist; pass an "
+      "existing file, e.g. --config=configs/tiny.py.",
+    )
 
   def test_config_file_with_a_syntax_error(self):
     directory = make_workdir(self)
@@ -273,14 +319,20 @@ class OneLineErrorTest(absltest.TestCase):
       f.write("def get_config(:\n  pass\n")
     result = launch(make_workdir(self), config=path)
     self.assertEqual(result.returncode, 1)
-    self.assertEqual(result.stderr.strip().splitlines(), [
-        f"error: the config file {path} has a syntax error at line 1 (invalid syntax); fix it and run again."])
+    self.assertEqual(
+      result.stderr.strip().splitlines(),
+      [
+        f"error: the config file {path} has a syntax error at line 1 (invalid syntax); fix it and run again."
+      ],
+    )
 
   def test_bad_hyperparameter_fails_before_any_work(self):
     parent = make_workdir(self)
     workdir, cache = os.path.join(parent, "run"), os.path.join(parent, "cache")
     with mock.patch.dict(os.environ, {"NEXUS_CACHE_DIR": cache}):
-      with self.assertRaisesRegex(ValueError, r"inner_learning_rate"):  # the optimizer API's own check
+      with self.assertRaisesRegex(
+        ValueError, r"inner_learning_rate"
+      ):  # the optimizer API's own check
         loop.train(config_with({"opt.inner_learning_rate": 0.0}), workdir)
     self.assertEqual(os.listdir(parent), [])  # no workdir, no corpus build
 
@@ -289,7 +341,9 @@ class OneLineErrorTest(absltest.TestCase):
     if _mount_tmpfs(mount, "700k"):
       self.addCleanup(subprocess.run, ["umount", "-l", mount], check=False)
       workdir = os.path.join(mount, "run")
-      result = launch(workdir, {"train.steps": 6})  # checkpoint 2 fits (about 0.4 MB), checkpoint 4 does not
+      result = launch(
+        workdir, {"train.steps": 6}
+      )  # checkpoint 2 fits (about 0.4 MB), checkpoint 4 does not
       self.assertEqual(result.returncode, 1, result.stderr[-3000:])
       lines = result.stderr.strip().splitlines()
       self.assertLen(lines, 1)
@@ -297,34 +351,41 @@ class OneLineErrorTest(absltest.TestCase):
     else:  # not root: the same failure, simulated where orbax writes (say so in the report)
       workdir = make_workdir(self)
       full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-      with mock.patch("orbax.checkpoint.CheckpointManager.save", side_effect=RuntimeError("writer failed")) as save:
+      with mock.patch(
+        "orbax.checkpoint.CheckpointManager.save", side_effect=RuntimeError("writer failed")
+      ) as save:
         save.side_effect.__cause__ = full
         with self.assertRaises(checkpoint_lib.CheckpointWriteError) as error:
           train_here(workdir, {"train.steps": 6})
       message = f"error: {error.exception}"
     # The checkpoint writer usually meets the full disk first; the metrics log, TensorBoard or the run's
     # log file may instead (then the launcher's generic ENOSPC line, with the same fix).
-    self.assertRegex(message, r"^error: \[Errno 28\] (disk full while saving checkpoint step \d+ in \S+checkpoints "
-                     r"\(No space left on device\); free space|No space left on device while writing "
-                     r"|No space left on device; free space, then run again)")
+    self.assertRegex(
+      message,
+      r"^error: \[Errno 28\] (disk full while saving checkpoint step \d+ in \S+checkpoints "
+      r"\(No space left on device\); free space|No space left on device while writing "
+      r"|No space left on device; free space, then run again)",
+    )
 
 
 def _mount_tmpfs(path: str, size: str) -> bool:
   """Mounts a small tmpfs at ``path`` when this process may (root); False otherwise."""
   if os.geteuid() != 0:
     return False
-  result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", path], capture_output=True,
-                          check=False)
+  result = subprocess.run(
+    ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", path], capture_output=True, check=False
+  )
   return result.returncode == 0
 
 
 class MetricsConsistencyTest(absltest.TestCase):
-
   def test_torn_last_line_is_dropped_with_a_warning_naming_the_file(self):
     workdir = make_workdir(self)
     path = os.path.join(workdir, "metrics.jsonl")
     with open(path, "w", encoding="utf-8") as f:
-      f.write('{"step": 1, "train/loss": 2.0}\n{"step": 2, "train/loss": 1.5}\n{"step": 3, "train/lo')
+      f.write(
+        '{"step": 1, "train/loss": 2.0}\n{"step": 2, "train/loss": 1.5}\n{"step": 3, "train/lo'
+      )
     with self.assertLogs(level="WARNING") as logs:
       self.assertEqual([r["step"] for r in metrics_lib.read_metrics(workdir)], [1, 2])
     self.assertIn(path, "\n".join(logs.output))
@@ -345,7 +406,9 @@ class MetricsConsistencyTest(absltest.TestCase):
 
   def test_resume_after_a_kill_has_every_record_once_and_in_order(self):
     workdir = trained_copy(self)
-    shutil.rmtree(os.path.join(workdir, "checkpoints", "4"))  # killed before step 4's checkpoint committed
+    shutil.rmtree(
+      os.path.join(workdir, "checkpoints", "4")
+    )  # killed before step 4's checkpoint committed
     with open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8") as f:
       f.write('{"step": 5, "train/lo')  # ... and mid-write of a later record
     train_here(workdir, TRAINED)
@@ -353,9 +416,14 @@ class MetricsConsistencyTest(absltest.TestCase):
 
 
 class MultiHostPreemptionTest(absltest.TestCase):
-
   def test_sigterm_to_one_of_two_processes_stops_both_at_the_same_step_and_resumes_exactly(self):
-    settings = {"train.steps": 24, "eval.every": 0, "checkpoint.every": 1000, "mesh.data": 2, "mesh.fsdp": 4}
+    settings = {
+      "train.steps": 24,
+      "eval.every": 0,
+      "checkpoint.every": 1000,
+      "mesh.data": 2,
+      "mesh.fsdp": 4,
+    }
     reference = make_workdir(self)
     harness.train(reference, settings, num_devices=8)
     workdir = make_workdir(self)
@@ -375,19 +443,31 @@ class MultiHostPreemptionTest(absltest.TestCase):
       self.assertEqual(process.returncode, 0, stderr[-3000:])
     got = train_records(workdir)
     self.assertEqual([r["step"] for r in got], list(range(1, settings["train.steps"] + 1)))
-    np.testing.assert_allclose([r["train/loss"] for r in got], [r["train/loss"] for r in train_records(reference)],
-                               rtol=2e-5)
+    np.testing.assert_allclose(
+      [r["train/loss"] for r in got], [r["train/loss"] for r in train_records(reference)], rtol=2e-5
+    )
 
 
 def _start_two_processes(workdir: str, settings: dict) -> list[subprocess.Popen]:
   port = portpicker.pick_unused_port()
   return [
-      subprocess.Popen(
-          harness.command(workdir, settings, extra_flags=(f"--coordinator_address=127.0.0.1:{port}",
-                                                          "--num_processes=2", f"--process_id={i}")),
-          cwd=harness.REPO_ROOT, env=harness.environment(num_devices=4), stdout=subprocess.PIPE,
-          stderr=subprocess.PIPE, text=True)
-      for i in range(2)
+    subprocess.Popen(
+      harness.command(
+        workdir,
+        settings,
+        extra_flags=(
+          f"--coordinator_address=127.0.0.1:{port}",
+          "--num_processes=2",
+          f"--process_id={i}",
+        ),
+      ),
+      cwd=harness.REPO_ROOT,
+      env=harness.environment(num_devices=4),
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i in range(2)
   ]
 
 

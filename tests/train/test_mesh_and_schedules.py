@@ -15,21 +15,20 @@ def mesh_cfg(data, fsdp, tensor):
 
 
 class MeshShapeTest(parameterized.TestCase):
-
   @parameterized.parameters(
-      ((-1, 1, 1), 8, (8, 1, 1)),
-      ((2, -1, 2), 8, (2, 2, 2)),
-      ((1, 1, -1), 1, (1, 1, 1)),
-      ((2, 2, 2), 8, (2, 2, 2)),
+    ((-1, 1, 1), 8, (8, 1, 1)),
+    ((2, -1, 2), 8, (2, 2, 2)),
+    ((1, 1, -1), 1, (1, 1, 1)),
+    ((2, 2, 2), 8, (2, 2, 2)),
   )
   def test_resolves_sizes(self, sizes, devices, expected):
     self.assertEqual(mesh.mesh_shape(mesh_cfg(*sizes), devices), expected)
 
   @parameterized.parameters(
-      ((3, -1, 1), 8, "do not divide"),
-      ((2, 2, 1), 8, "use 4 devices but 8 exist"),
-      ((-1, -1, 1), 8, "at most one"),
-      ((0, 1, 1), 8, "positive"),
+    ((3, -1, 1), 8, "do not divide"),
+    ((2, 2, 1), 8, "use 4 devices but 8 exist"),
+    ((-1, -1, 1), 8, "at most one"),
+    ((0, 1, 1), 8, "positive"),
   )
   def test_bad_sizes(self, sizes, devices, message):
     with self.assertRaisesRegex(ValueError, message):
@@ -37,7 +36,6 @@ class MeshShapeTest(parameterized.TestCase):
 
 
 class ScheduleTest(parameterized.TestCase):
-
   def opt(self, name):
     cfg = base.optimizer_config()
     cfg.schedule = name

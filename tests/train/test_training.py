@@ -29,12 +29,14 @@ def make_workdir(test):
 
 
 def checkpoint_steps(workdir):
-  return sorted(int(os.path.basename(p)) for p in glob.glob(os.path.join(workdir, "checkpoints", "*"))
-                if os.path.basename(p).isdigit())
+  return sorted(
+    int(os.path.basename(p))
+    for p in glob.glob(os.path.join(workdir, "checkpoints", "*"))
+    if os.path.basename(p).isdigit()
+  )
 
 
 class TrainingTest(absltest.TestCase):
-
   def test_nexus_trains_logs_and_summarizes(self):
     workdir = make_workdir(self)
     result = harness.train(workdir, {"opt.learning_rate": 3e-3, "train.steps": 8})
@@ -86,7 +88,6 @@ class TrainingTest(absltest.TestCase):
 
 
 class BadConfigTest(absltest.TestCase):
-
   def assert_one_line_error(self, overrides, message, **kwargs):
     result = harness.train(make_workdir(self), overrides, check=False, **kwargs)
     self.assertNotEqual(result.returncode, 0)
@@ -95,7 +96,9 @@ class BadConfigTest(absltest.TestCase):
     self.assertNotIn("Traceback", output)
 
   def test_batch_not_divisible_by_data_axis(self):
-    self.assert_one_line_error({"train.global_batch_size": 6}, "not divisible by the data x fsdp", num_devices=4)
+    self.assert_one_line_error(
+      {"train.global_batch_size": 6}, "not divisible by the data x fsdp", num_devices=4
+    )
 
   def test_sequence_longer_than_model(self):
     self.assert_one_line_error({"train.seq_len": 100000}, "max_seq_len")
