@@ -67,9 +67,7 @@ def chance_level(task: Task) -> float:
   return max(counts.values()) / len(task.references)
 
 
-def evaluate_task(
-  generate_fn: GenerateFn, task: Task, *, batch_size: int | None = None
-) -> float:
+def evaluate_task(generate_fn: GenerateFn, task: Task, *, batch_size: int | None = None) -> float:
   """The fraction of ``task``'s prompts whose continuation the scorer accepts.
 
   Args:

@@ -22,8 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nexus import optim
 from nexus.eval import batches as batches_lib
-from nexus.optim import per_source
 from nexus.optim import tree_utils
 
 LossFn = Callable[[Any, Any], jax.Array]
@@ -58,7 +58,7 @@ def geometry_from_gram(gram: jax.Array) -> GradientGeometry:
     )
   num_sources = gram.shape[0]
   gram = gram.astype(jnp.float32)
-  cosine = per_source.cosine_from_gram(gram).astype(jnp.float32)
+  cosine = optim.cosine_from_gram(gram).astype(jnp.float32)
   off_diagonal = ~jnp.eye(num_sources, dtype=bool)
   upper = jnp.triu(jnp.ones((num_sources, num_sources), dtype=bool), k=1)
   diagonal = jnp.diagonal(gram)
@@ -92,7 +92,7 @@ def mean_source_gradients(
   by_batch = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), stacked_batches)  # [N, S, ...]
 
   def add_batch(total, source_batches):
-    grads = per_source.per_source_gradients(
+    grads = optim.per_source_gradients(
       loss_fn, params, source_batches, method=method, batch_size=batch_size
     )
     return jax.tree.map(lambda t, g: t + g.astype(t.dtype), total, grads), None
@@ -120,7 +120,7 @@ def gradient_geometry(
   grads = mean_source_gradients(
     loss_fn, params, stacked_batches, method=method, batch_size=batch_size
   )
-  return geometry_from_gram(per_source.tree_gram(grads))
+  return geometry_from_gram(optim.tree_gram(grads))
 
 
 def geometry_metrics(geometry: GradientGeometry, sources: Sequence[str]) -> dict[str, Any]:
@@ -164,8 +164,8 @@ def make_gradient_geometry(
     ``geometry/mean_cosine``, ``geometry/neg_cross_dot_sum``, ``geometry/sq_norm_sum``,
     ``geometry/cosine_gap_sum``.
   """
-  if method not in per_source.PER_SOURCE_METHODS:
-    raise ValueError(f"method={method!r} is not one of {per_source.PER_SOURCE_METHODS}.")
+  if method not in optim.PER_SOURCE_METHODS:
+    raise ValueError(f"method={method!r} is not one of {optim.PER_SOURCE_METHODS}.")
   if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
     raise ValueError(f"batch_size={batch_size!r} must be a positive integer or None.")
   geometry_fn = jax.jit(

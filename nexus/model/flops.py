@@ -15,7 +15,6 @@ unembedding once and the embedding not at all.
 Used by ``bench/train_step.py``, ``bench/gpu.py`` and the trainer's summary.
 """
 
-
 import jax
 
 from nexus.model.config import ModelConfig

@@ -30,16 +30,16 @@ import optax
 
 from nexus.optim import checks
 from nexus.optim import microbatches
-from nexus.optim.lookahead import lookahead
-from nexus.optim.lookahead import snoo
-from nexus.optim.nexus import PSEUDO_GRADIENT_SCALES
-from nexus.optim.nexus import ScalarOrSchedule
-from nexus.optim.nexus import nexus
+from nexus.optim._lookahead import lookahead
+from nexus.optim._lookahead import snoo
+from nexus.optim._nexus import PSEUDO_GRADIENT_SCALES
+from nexus.optim._nexus import ScalarOrSchedule
+from nexus.optim._nexus import nexus
+from nexus.optim._order_free import order_free_nexus
+from nexus.optim._pcgrad import pcgrad
+from nexus.optim._per_source import first_order_nexus
+from nexus.optim._sam import microbatch_sam
 from nexus.optim.normalize import NORMALIZATIONS
-from nexus.optim.order_free import order_free_nexus
-from nexus.optim.pcgrad import pcgrad
-from nexus.optim.per_source import first_order_nexus
-from nexus.optim.sam import microbatch_sam
 
 # Muon's updates of 2D params are rescaled to AdamW's typical RMS (Liu et al. 2025, "Muon is Scalable
 # for LLM Training", arXiv:2502.16982), so nexus_muon shares AdamW's learning rate and weight decay.

@@ -1,6 +1,6 @@
 """Nexus composed with the rest of Optax: what is chained after or before it, optax.masked,
 optax.MultiSteps, optax.apply_if_finite, injected hyperparameters, non-finite steps, and the memory of
-its state per params dtype (the promises of nexus/optim/two_loop.py's module docstring)."""
+its state per params dtype (the promises of nexus/optim/_two_loop.py's module docstring)."""
 
 from absl.testing import absltest
 from absl.testing import parameterized
@@ -10,8 +10,8 @@ import numpy as np
 import optax
 
 import nexus
-from nexus.optim.two_loop import MODES
-from nexus.optim.two_loop import two_loop
+from nexus.optim._two_loop import MODES
+from nexus.optim._two_loop import two_loop
 
 K = 2
 

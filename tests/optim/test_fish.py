@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nexus.optim.fish import fish
+from nexus.optim._fish import fish
 from tests.optim import problems
 from tests.optim.test_nexus import run_nexus
 

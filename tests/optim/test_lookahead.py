@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from nexus.optim.lookahead import lookahead
-from nexus.optim.lookahead import snoo
+from nexus.optim._lookahead import lookahead
+from nexus.optim._lookahead import snoo
 from tests.optim import problems
 from tests.optim.test_nexus import run_nexus
 

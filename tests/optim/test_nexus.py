@@ -8,7 +8,7 @@ import numpy as np
 import optax
 
 import nexus
-from nexus.optim import per_source
+from nexus.optim import _per_source as per_source
 from tests.optim import problems
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import optax
 
 import nexus
-from nexus.optim import order_free
+from nexus.optim import _order_free as order_free
 from tests import multidevice
 from tests.optim import problems
 
@@ -243,7 +243,7 @@ class ShardingTest(absltest.TestCase):
     out = multidevice.run_with_devices("""
       import jax, jax.numpy as jnp, numpy as np, optax
       from jax.sharding import NamedSharding, PartitionSpec as P
-      from nexus.optim import order_free
+      from nexus.optim import _order_free as order_free
       assert len(jax.devices()) == 8
       mesh = jax.make_mesh((2, 4), ("data", "model"), axis_types=(jax.sharding.AxisType.Explicit,) * 2)
       specs = {"w": P("data", "model"), "b": P(None, "model"), "s": P()}

@@ -9,9 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from nexus.optim.pcgrad import pcgrad
-from nexus.optim.pcgrad import projection_coefficients
-from nexus.optim.per_source import tree_gram
+from nexus.optim._pcgrad import pcgrad
+from nexus.optim._pcgrad import projection_coefficients
+from nexus.optim._per_source import tree_gram
 
 
 def reference_projected(grads, orders):

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from nexus.optim import per_source
+from nexus.optim import _per_source as per_source
 
 
 def loss(params, batch):

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from nexus.optim.sam import microbatch_sam
+from nexus.optim._sam import microbatch_sam
 from tests.optim import problems
 
 NUM_MICROBATCHES = 3

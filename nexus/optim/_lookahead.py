@@ -12,7 +12,7 @@ One outer step t, with ĝ = θ − φ_K the pseudo-gradient::
   Lookahead:  θ ← θ + α (φ_K − θ) = θ − α ĝ               (SGD with learning rate α on ĝ)
   SNOO:       b ← μ b + ĝ;  θ ← θ − η (μ b + ĝ)           (Nesterov SGD on ĝ; μ = 0 is Lookahead)
 
-Both are ``nexus.optim.two_loop.two_loop`` with a stateful inner optimizer. Unlike ``optax.lookahead``, whose params
+Both are ``nexus.optim._two_loop.two_loop`` with a stateful inner optimizer. Unlike ``optax.lookahead``, whose params
 are a pair of fast and slow weights, the slow weights θ live in the optimizer state (two_loop's float32
 outer copy), so params stay a plain pytree and the trainer needs no special case. The inner optimizer's
 state (moments, count) carries over from one outer step to the next, as ``optax.lookahead`` does by
@@ -23,7 +23,7 @@ default. Its count advances K times per outer step, so a schedule written in out
 import optax
 
 from nexus.optim import checks
-from nexus.optim.two_loop import two_loop
+from nexus.optim._two_loop import two_loop
 
 
 def lookahead(
@@ -42,7 +42,7 @@ def lookahead(
     slow_step_size: α ∈ (0, 1], the interpolation θ ← θ + α(φ − θ) (a schedule of the slow step count
       is accepted as is).
     mode: ``"opaque"`` (one ``update(params, state, params, loss_fn=...)`` per slow step) or
-      ``"transparent"`` (one call per fast step); see ``nexus.optim.two_loop``.
+      ``"transparent"`` (one call per fast step); see ``nexus.optim._two_loop``.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` whose state is a ``two_loop.TwoLoopState``.

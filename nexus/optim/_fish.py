@@ -15,8 +15,8 @@ between the sources' gradients; Nexus normalizes each step, Fish does not. The r
 import optax
 
 from nexus.optim import checks
-from nexus.optim.nexus import ScalarOrSchedule
-from nexus.optim.nexus import nexus
+from nexus.optim._nexus import ScalarOrSchedule
+from nexus.optim._nexus import nexus
 
 
 def fish(

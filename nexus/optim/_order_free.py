@@ -27,13 +27,13 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from nexus.optim import _per_source as per_source
 from nexus.optim import checks
 from nexus.optim import microbatches
 from nexus.optim import normalize as normalize_lib
-from nexus.optim import per_source
 from nexus.optim import tree_utils
-from nexus.optim.nexus import ScalarOrSchedule
-from nexus.optim.nexus import as_schedule
+from nexus.optim._nexus import ScalarOrSchedule
+from nexus.optim._nexus import as_schedule
 
 ORDERS = (1, 2)
 

@@ -24,8 +24,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from nexus.optim import _per_source as per_source
 from nexus.optim import checks
-from nexus.optim import per_source
 from nexus.optim import tree_utils
 
 ORDERS = ("random", "fixed")

@@ -23,8 +23,8 @@ import optax
 
 from nexus.optim import checks
 from nexus.optim import normalize as normalize_lib
-from nexus.optim.two_loop import MODES
-from nexus.optim.two_loop import two_loop
+from nexus.optim._two_loop import MODES
+from nexus.optim._two_loop import two_loop
 
 PSEUDO_GRADIENT_SCALES = ("raw", "inverse_gamma")
 
@@ -97,7 +97,7 @@ def nexus(
     updates, state = tx.update(params, state, params, loss_fn=loss_fn)
     params = optax.apply_updates(params, updates)
 
-  Memory and precision, composition and non-finite steps: see ``nexus.optim.two_loop``. In short, with
+  Memory and precision, composition and non-finite steps: see ``nexus.optim._two_loop``. In short, with
   float32 params opaque mode's state is the outer optimizer's state and nothing more.
 
   Args:
@@ -115,7 +115,7 @@ def nexus(
       keeps ĝ's scale independent of γ (useful with SGD-like outer optimizers).
     mode: ``"opaque"`` (one call runs the K inner steps via ``loss_fn(params, i)``, the calling
       convention of ``nexus.optim.microbatches``) or ``"transparent"`` (one call per inner step, fed the
-      gradient); see ``nexus.optim.two_loop``.
+      gradient); see ``nexus.optim._two_loop``.
     track_gradient_sum: opaque mode only: also report the cosine between ĝ and the summed raw inner
       gradients (costs a temporary params-sized accumulator).
 
