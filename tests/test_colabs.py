@@ -115,14 +115,14 @@ def figures(notebook: nbformat.NotebookNode) -> int:
 
 
 @pytest.fixture
-def kernel_env(monkeypatch, tmp_path):
-  """The kernel finds this checkout, draws with a non-GUI backend, keeps its caches in tmp_path."""
+def kernel_env(monkeypatch):
+  """The kernel finds this checkout, draws with a non-GUI backend, shares the tests' corpus cache."""
   monkeypatch.setenv(
     "PYTHONPATH", os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")]))
   )
   monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
   monkeypatch.setenv("JAX_PLATFORMS", os.environ.get("JAX_PLATFORMS", "cpu"))
-  monkeypatch.setenv("NEXUS_CACHE_DIR", str(tmp_path / "cache"))
+  monkeypatch.setenv("NEXUS_CACHE_DIR", harness.cache_dir())  # the tiny corpus is built once
 
 
 # --- Static checks (always run) ---------------------------------------------------------------------
@@ -172,9 +172,7 @@ def test_notebook_is_in_sync_with_its_source(name):
 
 def test_quickstart_runs(kernel_env, tmp_path):
   notebook = read_notebook("quickstart")
-  set_parameters(
-    notebook, STEPS=150, SWEEP_STARTS=[(2.0, -0.5), (-2.0, 2.5)], GAMMA_SWEEP=(0.1, 0.3)
-  )
+  set_parameters(notebook, STEPS=50, SWEEP_STARTS=[(2.0, -0.5), (-2.0, 2.5)], GAMMA_SWEEP=(0.3,))
   execute(notebook, tmp_path)
   text = text_outputs(notebook)
   assert "Same summed loss along the valley" in text
@@ -196,7 +194,12 @@ def test_train_lm_runs(kernel_env, tmp_path):
 def test_analyze_runs(kernel_env, tmp_path):
   notebook = read_notebook("analyze")
   set_parameters(
-    notebook, STEPS=4, ROOT=str(tmp_path / "runs"), OVERRIDES=TINY_LM_OVERRIDES, GRAD_BATCHES=1
+    notebook,
+    STEPS=4,
+    ROOT=str(tmp_path / "runs"),
+    OVERRIDES=TINY_LM_OVERRIDES,
+    GRAD_BATCHES=1,
+    CLOSENESS_STEPS=2,
   )
   execute(notebook, tmp_path)
   for name in ("adamw", "nexus"):
