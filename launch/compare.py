@@ -6,7 +6,7 @@ r"""Compares training runs: a markdown report and PNG plots testing "same loss, 
 Each workdir needs ``metrics.jsonl`` and ``config.json`` (written by ``launch.train``). Runs are grouped by
 ``opt.name``; a group's runs are seeds. Writes ``<out>/report.md`` with tables at matched training loss
 and at the end of training, paired differences from the baseline optimizer by seed with 95% intervals,
-and the plots it shows (see ``nexus.eval.report``).
+and the plots it shows (see ``nexus.report.comparison``).
 """
 
 from absl import app
@@ -44,8 +44,8 @@ def main(argv):
     )
   if not _OUT.value:
     raise app.UsageError("--out is required, e.g. --out=reports/compare")
-  from nexus.eval import report as report_lib  # pylint: disable=g-import-not-at-top
-  from nexus.eval import runs as runs_lib  # pylint: disable=g-import-not-at-top
+  from nexus.report import comparison  # pylint: disable=g-import-not-at-top
+  from nexus.report import runs as runs_lib  # pylint: disable=g-import-not-at-top
 
   try:
     targets = None if _TARGET_LOSSES.value is None else [float(x) for x in _TARGET_LOSSES.value]
@@ -55,7 +55,7 @@ def main(argv):
     ) from None
   try:
     runs = [runs_lib.load_run(workdir) for workdir in workdirs]
-    report = report_lib.write_report(
+    report = comparison.write_report(
       runs,
       _OUT.value,
       loss_key=_LOSS_KEY.value,

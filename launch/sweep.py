@@ -14,7 +14,7 @@ given on the command line replaces the spec's value (``--grid`` flags replace it
 "opt.normalize": ["leaf"], ...}`` is a variant). Every method's grid must have the same number of settings;
 each setting is trained with ``launch.train`` (any config field can be swept) and scored by ``--metric`` at
 its last step, a validation metric; when the best setting is at the edge of a numeric field the sweep
-adds one setting beyond it (``nexus.eval.tuning``), and says so. The choice and every run go to
+adds one setting beyond it (``nexus.report.tuning``), and says so. The choice and every run go to
 ``<out>/sweep.json`` and ``<out>/sweep.md``.
 
 Resumable: each run has its own workdir under ``<out>/runs``; a run that reached its last step with the
@@ -31,7 +31,7 @@ from absl import app
 from absl import flags
 
 from launch import study
-from nexus.eval import tuning
+from nexus.report import tuning
 from nexus.train import metrics as metrics_lib
 
 DEFAULT_SPEC = os.path.join(os.path.dirname(__file__), "sweeps", "tiny.json")

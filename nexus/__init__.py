@@ -1,8 +1,8 @@
 """Nexus: the optimizer of Chen et al. (2026) and the system to study it, in JAX.
 
 ``import nexus`` loads only the optimizer layer (JAX + Optax): ``nexus.nexus(optax.adamw(...), γ,
-num_inner_steps=K)``. The model, data, trainer and evaluation live in ``nexus.model``, ``nexus.data``,
-``nexus.train`` and ``nexus.eval``.
+num_inner_steps=K)``. The model, data, trainer, measurements and reports live in ``nexus.model``,
+``nexus.data``, ``nexus.train``, ``nexus.measure`` (on device) and ``nexus.report`` (offline).
 """
 
 from nexus.optim import TwoLoopDiagnostics

@@ -5,9 +5,9 @@ from absl.testing import parameterized
 import jax.numpy as jnp
 import numpy as np
 
-from nexus.eval import batches as batches_lib
-from nexus.eval import geometry
-from tests.eval import quadratics
+from nexus.measure import batches as batches_lib
+from nexus.measure import geometry
+from tests.measure import quadratics
 
 THETA = quadratics.tree(np.zeros(7))
 # Gradients at θ = 0 are −c_k: sources 0 and 1 are opposed (cos −1), source 2 is orthogonal to both.

@@ -13,7 +13,7 @@ Two intervals for the mean of d over n seeds:
   replacement (Efron & Tibshirani, *An Introduction to the Bootstrap*, 1993, ch. 13). It drops the normal
   assumption but, with the 5 or so seeds a study affords, it is too narrow: the resampled means spread
   like sd(d)·√((n−1)/n)/√n with normal rather than t tails, so a nominal 95% covers about 85% at n = 5
-  (``tests/eval/test_paired.py`` measures this). Use it as a check when there are many seeds.
+  (``tests/report/test_paired.py`` measures this). Use it as a check when there are many seeds.
 
 A macro average over several metrics (held-out sources, downstream families) is formed per run first and
 then differenced, so it is paired too and equals the mean of the per-metric differences.

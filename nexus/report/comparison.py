@@ -1,11 +1,12 @@
 """The comparison report: ``report.md`` with tables at matched training loss and at the end, plus PNG plots.
 
-It tests the paper's claim on a researcher's own runs (Chen et al. 2026, arXiv:2604.09258): at the same
-training loss, does one optimizer have lower OOD loss, higher downstream accuracy, more aligned
-per-source gradients and closer per-source minima? Runs are grouped by optimizer (``nexus.eval.runs``);
-a group's seeds give mean ± sample standard deviation, and each method's paired differences from a
-baseline method, seed by seed, with 95% t intervals (``nexus.eval.paired``). Values at matched loss are interpolated as
-documented in ``nexus.eval.matched``; closeness, usually measured once at the end, appears in the
+It tests the paper's claim on a researcher's own runs (Chen et al. 2026, arXiv:2604.09258): at the
+same training loss, does one optimizer have lower OOD loss, higher downstream accuracy, more aligned
+per-source gradients and closer per-source minima? Runs are grouped by optimizer
+(``nexus.report.runs``); a group's seeds give mean ± sample standard deviation, and each method's
+paired differences from a baseline method, seed by seed, with 95% t intervals
+(``nexus.report.paired``). Values at matched loss are interpolated as documented in
+``nexus.report.matched``; closeness, usually measured once at the end, appears in the
 end-of-training table (and at matched loss only for levels its measurements bracket).
 """
 
@@ -16,10 +17,10 @@ import os
 
 import numpy as np
 
-from nexus.eval import matched
-from nexus.eval import paired
-from nexus.eval import plots
-from nexus.eval import runs as runs_lib
+from nexus.report import matched
+from nexus.report import paired
+from nexus.report import plots
+from nexus.report import runs as runs_lib
 
 STEP = "step"
 _HEADLINE_KEYS = ("eval/ood_loss_macro", "eval/loss_macro")
@@ -72,7 +73,7 @@ class Report:
   final_rows: list[TableRow]
 
 
-def table_keys(runs: Sequence[runs_lib.Run]) -> list[str]:
+def table_keys(runs: Sequence[runs_lib.RunRecord]) -> list[str]:
   """The table's metric columns that at least one run logged, in reading order."""
   logged = set().union(*(run.keys() for run in runs))
   downstream = sorted(
@@ -83,7 +84,7 @@ def table_keys(runs: Sequence[runs_lib.Run]) -> list[str]:
 
 
 def _evaluation_losses(
-  run: runs_lib.Run, keys: Sequence[str], loss_key: str, window: int
+  run: runs_lib.RunRecord, keys: Sequence[str], loss_key: str, window: int
 ) -> np.ndarray:
   """The monotone training loss at the steps where the run logged any table metric (else at every step)."""
   loss_steps, losses = run.curve(loss_key)
@@ -134,7 +135,7 @@ def final_table(groups: plots.Groups, keys: Sequence[str], *, loss_key: str) -> 
   return rows
 
 
-def paired_keys(runs: Sequence[runs_lib.Run]) -> list[str]:
+def paired_keys(runs: Sequence[runs_lib.RunRecord]) -> list[str]:
   """The paired table's metrics: those of ``_PAIRED_PREFIXES`` that every run logged as a number, sorted."""
   common = set.intersection(*(run.keys() for run in runs))
   keys = [
@@ -237,7 +238,7 @@ def _check_options(runs, loss_key, target_losses, num_levels, window) -> None:
 
 
 def write_report(
-  runs: Sequence[runs_lib.Run],
+  runs: Sequence[runs_lib.RunRecord],
   out_dir: str,
   *,
   loss_key: str = "train/loss",
@@ -249,7 +250,7 @@ def write_report(
   """Writes ``<out_dir>/report.md`` and its PNG plots for ``runs``; returns the paths and table values.
 
   Args:
-    runs: loaded runs (``nexus.eval.runs.load_run``); grouped by optimizer, seeds within a group.
+    runs: loaded runs (``nexus.report.runs.load_run``); grouped by optimizer, seeds within a group.
     out_dir: created if missing; existing files of the same names are replaced.
     loss_key: the training loss that levels are matched on.
     target_losses: loss levels of the matched table (None: ``num_levels`` levels spanning the range every

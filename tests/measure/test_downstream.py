@@ -7,7 +7,7 @@ from absl.testing import parameterized
 
 from nexus.data import math_families
 from nexus.data import word_problems
-from nexus.eval import downstream
+from nexus.measure import downstream
 
 TASK = downstream.Task(name="toy", prompts=("2+2?", "3*3?", "10-4?"), references=("4", "9", "6"))
 CONTINUATIONS = {

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nexus import optim
-from nexus.eval import batches as batches_lib
+from nexus.measure import batches as batches_lib
 from nexus.optim import tree_utils
 
 LossFn = Callable[[Any, Any], jax.Array]

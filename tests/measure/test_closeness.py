@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from nexus.eval import closeness
-from tests.eval import quadratics
+from nexus.measure import closeness
+from tests.measure import quadratics
 
 THETA_VECTOR = np.asarray([0.5, -1.0, 2.0, 0.0, 1.5, -0.5, 1.0])
 CENTERS = np.asarray(

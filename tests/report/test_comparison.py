@@ -9,9 +9,9 @@ import tempfile
 from absl.testing import absltest
 import numpy as np
 
-from nexus.eval import matched
-from nexus.eval import report
-from nexus.eval import runs as runs_lib
+from nexus.report import comparison
+from nexus.report import matched
+from nexus.report import runs as runs_lib
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -114,7 +114,7 @@ class ReportTest(absltest.TestCase):
     self.out = os.path.join(self.root, "report")
 
   def test_matched_table_values(self):
-    result = report.write_report(self.runs, self.out, target_losses=[3.0, 4.0])
+    result = comparison.write_report(self.runs, self.out, target_losses=[3.0, 4.0])
     np.testing.assert_allclose(result.levels, [4.0, 3.0])
     nexus, adamw = (
       cells(result.matched_rows, "3", "nexus"),
@@ -136,7 +136,7 @@ class ReportTest(absltest.TestCase):
     self.assertIn("| adamw | 0, 1 |", text)
 
   def test_final_table_and_plots(self):
-    result = report.write_report(self.runs, self.out)
+    result = comparison.write_report(self.runs, self.out)
     final = cells(result.final_rows, "final", "adamw")
     np.testing.assert_allclose(final["closeness/spread"][:2], [0.25, np.sqrt(0.005)], rtol=1e-9)
     np.testing.assert_allclose(final["train/loss"][0], 5.0 - 0.008 * 300)
@@ -156,7 +156,7 @@ class ReportTest(absltest.TestCase):
 
   def test_paired_differences_by_seed(self):
     groups = runs_lib.group_by_optimizer(self.runs)
-    text = report.paired_section(groups, report.paired_keys(self.runs), None)
+    text = comparison.paired_section(groups, comparison.paired_keys(self.runs), None)
     # OOD offsets 0.3/0.5 (nexus) vs 0.5/0.7 (adamw) and final losses 2.0 vs 2.6: −0.8 on both seeds.
     self.assertIn(
       "| nexus | eval/ood_loss_macro | -0.8000 | [-0.8000, -0.8000] | 2 | 95% t |", text
@@ -165,25 +165,30 @@ class ReportTest(absltest.TestCase):
     self.assertIn("| nexus | downstream/gsm/accuracy |", text)
     self.assertNotIn("eval/loss/web", text)  # per training source: not a paired row
     with self.assertRaisesRegex(ValueError, "baseline 'sgd'"):
-      report.paired_section(groups, report.paired_keys(self.runs), "sgd")
+      comparison.paired_section(groups, comparison.paired_keys(self.runs), "sgd")
     # Seeds that differ between methods cannot be paired: the section says so instead.
     unpaired = runs_lib.group_by_optimizer(self.runs[:3])
     self.assertIn(
-      "Not computed", report.paired_section(unpaired, report.paired_keys(self.runs[:3]), None)
+      "Not computed",
+      comparison.paired_section(unpaired, comparison.paired_keys(self.runs[:3]), None),
     )
 
   def test_format_cell(self):
-    self.assertEqual(report.format_cell(matched.Aggregate(1.5, float("nan"), 1), 1), "1.5")
-    self.assertEqual(report.format_cell(matched.Aggregate(1.5, float("nan"), 1), 3), "1.5 (n=1/3)")
-    self.assertEqual(report.format_cell(matched.Aggregate(float("nan"), float("nan"), 0), 2), "–")
+    self.assertEqual(comparison.format_cell(matched.Aggregate(1.5, float("nan"), 1), 1), "1.5")
+    self.assertEqual(
+      comparison.format_cell(matched.Aggregate(1.5, float("nan"), 1), 3), "1.5 (n=1/3)"
+    )
+    self.assertEqual(
+      comparison.format_cell(matched.Aggregate(float("nan"), float("nan"), 0), 2), "–"
+    )
 
   def test_bad_options(self):
     with self.assertRaisesRegex(ValueError, "logged no 'eval/nothing'"):
-      report.write_report(self.runs, self.out, loss_key="eval/nothing")
+      comparison.write_report(self.runs, self.out, loss_key="eval/nothing")
     with self.assertRaisesRegex(ValueError, "num_levels"):
-      report.write_report(self.runs, self.out, num_levels=0)
+      comparison.write_report(self.runs, self.out, num_levels=0)
     with self.assertRaisesRegex(ValueError, "distinct seeds"):
-      report.write_report(self.runs + self.runs[:1], self.out)
+      comparison.write_report(self.runs + self.runs[:1], self.out)
 
 
 class LoadRunTest(absltest.TestCase):

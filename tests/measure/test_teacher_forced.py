@@ -6,7 +6,7 @@ import numpy as np
 
 from nexus.data import tokenizers
 from nexus.data import word_problems
-from nexus.eval import teacher_forced
+from nexus.measure import teacher_forced
 
 TOKENIZER = tokenizers.ByteTokenizer()
 VOCAB = TOKENIZER.vocab_size

@@ -4,7 +4,7 @@ from absl.testing import absltest
 import numpy as np
 from scipy import stats
 
-from nexus.eval import paired
+from nexus.report import paired
 
 TRUE_DIFFERENCE = 0.3
 

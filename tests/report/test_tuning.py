@@ -5,7 +5,7 @@ import math
 
 from absl.testing import absltest
 
-from nexus.eval import tuning
+from nexus.report import tuning
 
 
 def bowl(best_lr, best_gamma=0.1):

@@ -16,7 +16,7 @@ import numpy as np
 
 
 @dataclasses.dataclass(frozen=True)
-class Run:
+class RunRecord:
   """One run's identity and metric records (in file order)."""
 
   workdir: str
@@ -64,7 +64,7 @@ def _read_json_lines(path: str) -> list[dict]:
   return records
 
 
-def load_run(workdir: str) -> Run:
+def load_run(workdir: str) -> RunRecord:
   """Reads a run's config and metrics; a missing or malformed file is a one-line ValueError."""
   if not os.path.isdir(workdir):
     raise ValueError(f"workdir {workdir!r} does not exist; pass the --workdir of a training run.")
@@ -87,7 +87,7 @@ def load_run(workdir: str) -> Run:
   records = _read_json_lines(metrics_path)
   if not records:
     raise ValueError(f"{metrics_path} has no records; the run has not logged any metrics yet.")
-  return Run(
+  return RunRecord(
     workdir=workdir,
     name=str(config.get("name", os.path.basename(os.path.normpath(workdir)))),
     optimizer=optimizer,
@@ -96,9 +96,9 @@ def load_run(workdir: str) -> Run:
   )
 
 
-def group_by_optimizer(runs: Sequence[Run]) -> dict[str, list[Run]]:
+def group_by_optimizer(runs: Sequence[RunRecord]) -> dict[str, list[RunRecord]]:
   """``{optimizer: runs sorted by seed}``, optimizers in order of first appearance; seeds must differ."""
-  groups: dict[str, list[Run]] = {}
+  groups: dict[str, list[RunRecord]] = {}
   for run in runs:
     groups.setdefault(run.optimizer, []).append(run)
   for optimizer, members in groups.items():

@@ -3,7 +3,7 @@
 from absl.testing import absltest
 import numpy as np
 
-from nexus.eval import batches as batches_lib
+from nexus.measure import batches as batches_lib
 
 
 def batch(value, length=3):

@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from nexus.eval import batches as batches_lib
+from nexus.measure import batches as batches_lib
 from nexus.optim import tree_utils
 
 LossFn = Callable[[Any, Any], jax.Array]

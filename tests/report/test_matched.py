@@ -3,7 +3,7 @@
 from absl.testing import absltest
 import numpy as np
 
-from nexus.eval import matched
+from nexus.report import matched
 
 
 class MonotoneCurveTest(absltest.TestCase):

@@ -4,7 +4,7 @@ from absl.testing import absltest
 import jax.numpy as jnp
 import numpy as np
 
-from nexus.eval import per_source_loss
+from nexus.measure import per_source_loss
 
 PARAMS = {"scale": jnp.asarray(2.0)}
 

@@ -1,23 +1,25 @@
 """PNG plots of a comparison: metric curves against steps or training loss, and cosine-matrix heatmaps.
 
 Figures are built with ``matplotlib.figure.Figure`` and saved with the Agg canvas, so no pyplot state or
-display is involved. One colour per optimizer group; seeds of a group share it.
+display is involved. One colour per optimizer group; seeds of a group share it. matplotlib is imported
+when the first figure is made, so importing ``nexus.report`` (e.g. for ``launch.sweep``) does not load it.
 """
 
 from collections.abc import Mapping
 from collections.abc import Sequence
 import math
 
-from matplotlib import figure as figure_lib
 import numpy as np
 
-from nexus.eval import matched
-from nexus.eval import runs as runs_lib
+from nexus.report import matched
+from nexus.report import runs as runs_lib
 
-Groups = Mapping[str, Sequence[runs_lib.Run]]
+Groups = Mapping[str, Sequence[runs_lib.RunRecord]]
 
 
 def _grid(num_panels: int, panel_size: tuple[float, float] = (4.2, 3.2)):
+  from matplotlib import figure as figure_lib  # pylint: disable=g-import-not-at-top
+
   columns = min(3, num_panels)
   rows = math.ceil(num_panels / columns)
   fig = figure_lib.Figure(
@@ -30,7 +32,7 @@ def _grid(num_panels: int, panel_size: tuple[float, float] = (4.2, 3.2)):
 
 
 def _x_values(
-  run: runs_lib.Run, steps: np.ndarray, x_axis: str, loss_key: str, window: int
+  run: runs_lib.RunRecord, steps: np.ndarray, x_axis: str, loss_key: str, window: int
 ) -> np.ndarray:
   if x_axis == "step":
     return steps.astype(np.float64)
@@ -45,7 +47,7 @@ def plot_curves(
 ) -> bool:
   """One panel per metric key, one line per run, against ``x_axis`` ("step" or "train_loss").
 
-  Against training loss, x is the monotone (smoothed, running-minimum) training loss of ``nexus.eval.matched``
+  Against training loss, x is the monotone (smoothed, running-minimum) training loss of ``nexus.report.matched``
   and the axis is reversed so training progresses left to right. Returns False (and writes nothing) when
   no run has any of ``keys``.
   """
@@ -87,7 +89,7 @@ def plot_curves(
 
 
 def _group_cosine(
-  members: Sequence[runs_lib.Run],
+  members: Sequence[runs_lib.RunRecord],
 ) -> tuple[list[str], np.ndarray, int, int] | None:
   """The seed-mean of each run's last logged cosine matrix: (sources, matrix, last step, seeds used)."""
   matrices, sources, steps = [], None, []
