@@ -23,7 +23,7 @@ import ml_collections
 import numpy as np
 
 from nexus import data as data_lib
-from nexus import eval as eval_lib
+from nexus import measure as eval_lib
 from nexus import model as model_lib
 from nexus.train import checkpoint as checkpoint_lib
 from nexus.train import evaluation

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 
 from nexus import data as data_lib
-from nexus import eval as eval_lib
+from nexus import measure as eval_lib
 
 PAD_ID = data_lib.PAD_ID
 
