@@ -144,39 +144,49 @@ for path in report.plots:
 #   the θ̂_k, and each source's loss drop.
 
 # %%
-configs = {name: checkpoint_eval.load_run_config(workdir) for name, workdir in WORKDIRS.items()}
-train_sources = nexus.data.train_source_names(next(iter(configs.values())).data)
-held_out = nexus.data.held_out_source_names(next(iter(configs.values())).data)
+# The runs differ in the optimizer only: one model, one set of batches and one compiled measurement.
+first, *others = WORKDIRS.values()
+reference = checkpoint_eval.load_run_config(first)
+for workdir in others:
+  config = checkpoint_eval.load_run_config(workdir)
+  if (config.model.to_dict(), config.data.to_dict()) != (
+    reference.model.to_dict(),
+    reference.data.to_dict(),
+  ):
+    raise ValueError(
+      f"{workdir} has another model or data config than {first}; compare runs that differ in "
+      "the optimizer only."
+    )
+train_sources = nexus.data.train_source_names(reference.data)
+held_out = nexus.data.held_out_source_names(reference.data)
+batches = nexus.data.make_eval_batches(
+  reference.data,
+  sources=train_sources + held_out,
+  batch_size=reference.eval.batch_size,
+  seq_len=reference.train.seq_len,
+  num_batches=GRAD_BATCHES,
+)
+model_config = nexus.model.ModelConfig.from_dict(reference.model.to_dict())
+graphdef = nnx.graphdef(
+  nnx.eval_shape(lambda: nexus.model.Transformer(model_config, rngs=nnx.Rngs(0)))
+)
 
 
-def make_loss_fn(config):
-  """Mean next-token loss of a batch for the run's model, as a function of pure params."""
-  model_config = nexus.model.ModelConfig.from_dict(config.model.to_dict())
-  graphdef = nnx.graphdef(
-    nnx.eval_shape(lambda: nexus.model.Transformer(model_config, rngs=nnx.Rngs(0)))
-  )
-  return lambda params, batch: nexus.model.mean_token_loss(
-    nnx.merge(graphdef, params), batch["tokens"]
-  )
+def loss_fn(params, batch):
+  """Mean next-token loss of one batch, as a function of the pure params ``load_params`` returns."""
+  return nexus.model.mean_token_loss(nnx.merge(graphdef, params), batch["tokens"])
 
 
+measure_geometry = nexus.measure.make_gradient_geometry(loss_fn)
+measure_closeness = nexus.measure.make_closeness(
+  loss_fn, optax.sgd(CLOSENESS_LR), num_steps=CLOSENESS_STEPS
+)
 geometry, closeness = {}, {}
 for name, workdir in WORKDIRS.items():
-  config = configs[name]
   step = checkpoint.saved_steps(workdir)[-1]
   params = checkpoint.load_params(workdir, step)
-  batches = nexus.data.make_eval_batches(
-    config.data,
-    sources=train_sources + held_out,
-    batch_size=config.eval.batch_size,
-    seq_len=config.train.seq_len,
-    num_batches=GRAD_BATCHES,
-  )
-  loss_fn = make_loss_fn(config)
-  geometry[name] = nexus.measure.make_gradient_geometry(loss_fn)(params, batches)
-  closeness[name] = nexus.measure.make_closeness(
-    loss_fn, optax.sgd(CLOSENESS_LR), num_steps=CLOSENESS_STEPS
-  )(params, {source: batches[source] for source in train_sources})
+  geometry[name] = measure_geometry(params, batches)
+  closeness[name] = measure_closeness(params, {source: batches[source] for source in train_sources})
   print(f"{name}: measured at step {step}")
 
 fig, axes = plt.subplots(1, len(geometry), figsize=(5.5 * len(geometry), 4.8), squeeze=False)
