@@ -84,10 +84,13 @@ def main(argv=None):
   parser.add_argument("--margin", type=float, default=10.0)
   args = parser.parse_args(argv)
 
-  config = data_lib.default_data_config()
-  config.corpus_dir = args.corpus_dir or config.corpus_dir
-  config.mode, config.tokenizer = args.mode, args.tokenizer
-  config.corpus_bytes_per_source = args.corpus_bytes or config.corpus_bytes_per_source
+  defaults = data_lib.DataConfig()
+  config = data_lib.DataConfig(
+    corpus_dir=args.corpus_dir or defaults.corpus_dir,
+    mode=args.mode,
+    tokenizer=args.tokenizer,
+    corpus_bytes_per_source=args.corpus_bytes or defaults.corpus_bytes_per_source,
+  )
   shapes = dict(
     num_inner_steps=args.inner_steps, global_batch_size=args.batch, seq_len=args.seq_len
   )

@@ -4,18 +4,18 @@ The optimizer's calling convention belongs to ``nexus.optim`` and ``nexus.train.
 benchmark's call here means a change of that API is a change of this function only.
 """
 
+import dataclasses
+
 from nexus.optim import registry
-from nexus.train import optimizer as optimizer_lib
 from nexus.train import step as step_lib
 
 
 def optimizer_and_step(
   num_inner_steps: int,
   *,
-  opt_cfg=None,
+  opt_cfg: registry.OptimizerConfig | None = None,
   method: str = "adamw",
-  learning_rate=1e-3,
-  inner_learning_rate: float = 0.01,
+  total_steps: int = 1000,
   seed: int = 0,
 ):
   """Returns ``(tx, make_step)``: the optimizer, and ``make_step(microbatch_loss)`` -> the trainer's
@@ -23,20 +23,11 @@ def optimizer_and_step(
 
   Args:
     num_inner_steps: K micro-batches per step.
-    opt_cfg: the trainer's ``opt`` config section; None builds ``method`` with the registry's
-      default hyperparameters (for scripts that do without ml_collections).
-    method: the optimizer's name when ``opt_cfg`` is None.
-    learning_rate: a float or schedule.
-    inner_learning_rate: Nexus's γ when ``opt_cfg`` is None.
+    opt_cfg: the trainer's ``opt`` section; None: the registry's defaults (needs no ml_collections).
+    method: the optimizer's name (replaces ``opt_cfg.name``).
+    total_steps: the length of the learning-rate schedule.
     seed: the optimizer's seed (methods with randomness).
   """
-  if opt_cfg is None:
-    tx = registry.build(
-      method,
-      learning_rate=learning_rate,
-      num_inner_steps=num_inner_steps,
-      inner_learning_rate=inner_learning_rate,
-    )
-  else:
-    tx = optimizer_lib.build_optimizer(opt_cfg, learning_rate, num_inner_steps, seed=seed)
+  opt_cfg = dataclasses.replace(opt_cfg or registry.OptimizerConfig(), name=method)
+  tx = registry.build(opt_cfg, num_inner_steps=num_inner_steps, total_steps=total_steps, seed=seed)
   return tx, lambda microbatch_loss: step_lib.make_train_step(microbatch_loss, tx)

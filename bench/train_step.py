@@ -22,7 +22,7 @@ import numpy as np
 from bench import steps
 from nexus.model import flops
 from nexus.train import mesh as mesh_lib
-from nexus.train import schedules
+from nexus.train import schema
 from nexus.train import setup as setup_lib
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/tiny.py", "Config to benchmark.")
@@ -35,7 +35,7 @@ _METHODS = flags.DEFINE_list(
 
 def main(argv):
   del argv
-  config = _CONFIG.value
+  config = schema.from_config_dict(_CONFIG.value)
   train = config.train
   mesh = mesh_lib.make_mesh(config.mesh)
   rng = np.random.default_rng(0)
@@ -45,12 +45,14 @@ def main(argv):
     size=(train.num_inner_steps, train.global_batch_size, train.seq_len + 1),
     dtype=np.int32,
   )
-  schedule = schedules.learning_rate_schedule(config.opt, train.steps)
   runs = {}
   for method in _METHODS.value:
-    config.opt.name = method
     tx, make_step = steps.optimizer_and_step(
-      train.num_inner_steps, opt_cfg=config.opt, learning_rate=schedule, seed=config.seed
+      train.num_inner_steps,
+      opt_cfg=config.opt,
+      method=method,
+      total_steps=train.steps,
+      seed=config.seed,
     )
     run = setup_lib.setup_run(config, tx, mesh)
     model_config = run.model_config

@@ -12,6 +12,7 @@ trained on the training splits of the training sources; use it with ``--config.d
 path>``. ``--rebuild`` deletes this corpus and every token cache of ``--corpus_dir`` first.
 """
 
+import dataclasses
 import os
 import shutil
 
@@ -24,7 +25,7 @@ from nexus import data as data_lib
 from nexus.data import corpus
 from nexus.data import pretokenize
 
-_DEFAULTS = data_lib.default_data_config()
+_DEFAULTS = data_lib.DataConfig()
 _CORPUS_DIR = flags.DEFINE_string(
   "corpus_dir", _DEFAULTS.corpus_dir, "Parent directory of the corpus cache."
 )
@@ -65,14 +66,13 @@ def main(argv):
     "verbosity"
   ].present:  # TFDS logs INFO lines per dataset; one line per source instead
     logging.set_verbosity(logging.WARNING)
-  config = data_lib.default_data_config()
-  config.corpus_dir, config.corpus_bytes_per_source, config.seed = (
-    _CORPUS_DIR.value,
-    _BYTES.value,
-    _SEED.value,
-  )
-  config.tokenizer = _TOKENIZER.value
   try:
+    config = data_lib.DataConfig(
+      corpus_dir=_CORPUS_DIR.value,
+      corpus_bytes_per_source=_BYTES.value,
+      seed=_SEED.value,
+      tokenizer=_TOKENIZER.value,
+    )
     if _REBUILD.value:
       for path in (
         corpus.corpus_path(
@@ -92,12 +92,13 @@ def main(argv):
     )
     if _SP_VOCAB.value > 0:
       prefix = os.path.join(summary["path"], f"sentencepiece_{_SP_TYPE.value}_{_SP_VOCAB.value}")
-      config.tokenizer = data_lib.train_sentencepiece(
+      tokenizer = data_lib.train_sentencepiece(
         _training_texts(summary["path"]),
         prefix,
         vocab_size=_SP_VOCAB.value,
         model_type=_SP_TYPE.value,
       )
+      config = dataclasses.replace(config, tokenizer=tokenizer)
       print(
         f"SentencePiece model: {config.tokenizer}  (use --config.data.tokenizer={config.tokenizer})"
       )

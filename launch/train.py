@@ -83,10 +83,10 @@ def _mfu(tokens_per_second: float) -> str:
 
   from nexus import model as model_lib  # pylint: disable=g-import-not-at-top
 
-  config, kind = _CONFIG.value, jax.devices()[0].device_kind
-  flops = model_lib.model_flops_per_token(
-    model_lib.ModelConfig.from_dict(config.model.to_dict()), config.train.seq_len
-  )
+  from nexus.train import schema  # pylint: disable=g-import-not-at-top
+
+  config, kind = schema.from_config_dict(_CONFIG.value), jax.devices()[0].device_kind
+  flops = model_lib.model_flops_per_token(config.model, config.train.seq_len)
   peak = model_lib.device_peak_flops()
   if peak is None:
     return f"n/a (no bf16 peak known for {kind}; {tokens_per_second * flops / 1e9:.1f} GFLOP/s)"

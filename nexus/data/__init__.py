@@ -4,7 +4,7 @@
   batches ``{"tokens": int32[K, B_local, L+1], "source_ids": int32[K, B_local]}`` with checkpointable state.
 - ``make_eval_batches(data_cfg, sources=[...], batch_size=..., seq_len=..., num_batches=..., split=...)``:
   fixed validation (default) or test batches per source, held-out sources included.
-- ``default_data_config()`` / ``validate_data_config(...)``: the ``config.data`` section and its checks.
+- ``DataConfig`` / ``validate_data_config(...)``: the ``config.data`` section and its checks.
 - ``math_problems(family, split, num, seed)``: (prompt, answer) pairs for downstream exact-match accuracy.
 - ``build_corpus(...)``: builds/caches the built-in corpus (also ``python -m launch.build_corpus``);
   ``prepare_data(data_cfg)`` also pre-tokenizes every split of every source (done on first use otherwise).
@@ -18,8 +18,9 @@ not import the model or the optimizer.
 
 from nexus.data.builtin_sources import BUILTIN_SOURCES
 from nexus.data.config import MODES
+from nexus.data.config import DataConfig
 from nexus.data.config import all_source_names
-from nexus.data.config import default_data_config
+from nexus.data.config import check_data_fields
 from nexus.data.config import held_out_source_names
 from nexus.data.config import train_source_names
 from nexus.data.config import validate_data_config

@@ -4,12 +4,13 @@ Every problem a config can have is reported by ``validate_data_config`` as a one
 names the field and the fix, before any corpus, model or compile work starts.
 """
 
+import dataclasses
 import math
 import os
 
-import ml_collections
 import numpy as np
 
+from nexus import config_fields
 from nexus.data import builtin_sources
 from nexus.data import corpus
 from nexus.data import sources as sources_lib
@@ -29,25 +30,47 @@ def default_corpus_dir() -> str:
   return os.path.join(os.path.expanduser(cache), "corpus")
 
 
-def default_data_config() -> ml_collections.ConfigDict:
-  """The built-in corpus: four training sources, two held-out ones, source-pure uniform micro-batches."""
-  return ml_collections.ConfigDict(
-    {
-      "corpus_dir": default_corpus_dir(),
-      "corpus_bytes_per_source": 2_000_000,  # both splits; the size knob of the built-in corpus
-      # Built-in names or TFDS spec dicts {"name", "split", "eval_split", "feature", "data_dir", "weight", "label"}.
-      "sources": builtin_sources.TRAIN_SOURCE_NAMES,
-      "held_out": builtin_sources.HELD_OUT_SOURCE_NAMES,
-      "mode": "pure_uniform",  # pure_uniform | pure_weighted | round_robin | mixture
-      "weights": ml_collections.config_dict.placeholder(
-        tuple
-      ),  # one per source (weighted modes), or per spec
-      "tokenizer": tokenizers.BYTE_TOKENIZER,  # 'byte' or a SentencePiece .model path
-      "seed": 0,  # seed of the generated corpus sources (the stream's shuffling uses the run seed)
-      "prefetch": "none",  # none | thread | process (one background worker process)
-      "prefetch_buffer_size": 2,
-    }
-  )
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+  """The ``data`` section of an experiment: the sources, how micro-batches draw them, the tokenizer.
+
+  Built (or overridden field by field from the command line) and checked before any corpus work:
+  every bad value raises a one-line ValueError naming ``config.data.<field>`` and the fix.
+
+  Attributes:
+    corpus_dir: where the built-in corpus is generated (``$NEXUS_CACHE_DIR/corpus``, by default
+      ``~/.cache/nexus/corpus``).
+    corpus_bytes_per_source: the size knob of the built-in corpus (all splits together).
+    sources: training sources, built-in names (``nexus.data.BUILTIN_SOURCES``) or TFDS spec dicts
+      ``{"name", "split", "eval_split", "feature", "data_dir", "weight", "label"}``.
+    held_out: sources evaluated but never trained on (out-of-distribution), same forms.
+    mode: ``pure_uniform`` (one source per micro-batch, drawn uniformly: the paper),
+      ``pure_weighted`` (drawn by weights), ``round_robin`` (each source once per cycle, fresh order
+      every cycle) or ``mixture`` (every row drawn by weights, per-row source ids).
+    weights: one sampling weight per training source (weighted modes only), or None.
+    tokenizer: ``"byte"`` or the path of a SentencePiece ``.model``.
+    seed: seed of the generated corpus (the stream's shuffling uses the run's seed).
+    prefetch: ``none``, ``thread`` or ``process`` (one background worker process).
+    prefetch_buffer_size: batches the prefetcher keeps ready.
+  """
+
+  corpus_dir: str = dataclasses.field(default_factory=default_corpus_dir)
+  corpus_bytes_per_source: int = 2_000_000
+  sources: tuple = builtin_sources.TRAIN_SOURCE_NAMES
+  held_out: tuple = builtin_sources.HELD_OUT_SOURCE_NAMES
+  mode: str = "pure_uniform"
+  weights: tuple | None = None
+  tokenizer: str = tokenizers.BYTE_TOKENIZER
+  seed: int = 0
+  prefetch: str = "none"
+  prefetch_buffer_size: int = 2
+
+  def __post_init__(self):
+    for name in ("sources", "held_out", "weights"):  # the command line may give lists
+      value = getattr(self, name)
+      if isinstance(value, list):
+        object.__setattr__(self, name, tuple(value))
+    check_data_fields(self)
 
 
 def corpus_data_dir(data_cfg) -> str:
@@ -106,11 +129,6 @@ def source_probabilities(data_cfg) -> np.ndarray:
   return weights / weights.sum()
 
 
-def _check_positive_int(value, name: str) -> None:
-  if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-    raise ValueError(f"{name}={value!r} must be a positive integer.")
-
-
 def _check_weights(data_cfg, specs: list[sources_lib.SourceSpec]) -> None:
   explicit = data_cfg.weights is not None or any(spec.weight is not None for spec in specs)
   if data_cfg.mode not in WEIGHTED_MODES:
@@ -147,46 +165,12 @@ def _check_weights(data_cfg, specs: list[sources_lib.SourceSpec]) -> None:
     raise ValueError("source weights sum to zero; give at least one source a positive weight.")
 
 
-def validate_data_config(
-  data_cfg,
-  *,
-  num_inner_steps: int,
-  global_batch_size: int,
-  seq_len: int,
-  max_seq_len: int | None,
-  process_count: int,
-) -> None:
-  """Checks ``data_cfg`` against the run's shapes; raises a one-line ValueError naming the fix.
-
-  Args:
-    data_cfg: the ``config.data`` section.
-    num_inner_steps: K, micro-batches per outer step.
-    global_batch_size: rows per micro-batch over all processes.
-    seq_len: L, tokens the model sees per row (rows hold L+1 tokens).
-    max_seq_len: the longest sequence the model supports (None: not checked).
-    process_count: JAX processes that each read their shard of every micro-batch.
-  """
-  _check_positive_int(num_inner_steps, "num_inner_steps")
-  _check_positive_int(global_batch_size, "global_batch_size")
-  _check_positive_int(seq_len, "seq_len")
-  _check_positive_int(process_count, "process_count")
-  if global_batch_size % process_count:
-    raise ValueError(
-      f"global_batch_size={global_batch_size} does not divide across {process_count} processes; "
-      f"use a multiple of {process_count}."
-    )
-  if max_seq_len is not None and seq_len > max_seq_len:
-    raise ValueError(
-      f"seq_len={seq_len} is larger than the model supports (max_seq_len={max_seq_len}); "
-      "shorten seq_len or enlarge the model's max_seq_len."
-    )
-  if data_cfg.mode not in MODES:
-    raise ValueError(f"config.data.mode={data_cfg.mode!r} is not one of {MODES}.")
-  if data_cfg.prefetch not in PREFETCH_MODES:
-    raise ValueError(f"config.data.prefetch={data_cfg.prefetch!r} is not one of {PREFETCH_MODES}.")
-  _check_positive_int(data_cfg.prefetch_buffer_size, "config.data.prefetch_buffer_size")
-  if not isinstance(data_cfg.seed, int) or data_cfg.seed < 0:
-    raise ValueError(f"config.data.seed={data_cfg.seed!r} must be a non-negative integer.")
+def check_data_fields(data_cfg) -> None:
+  """Checks every field of the ``data`` section on its own; raises a one-line ValueError naming the fix."""
+  config_fields.choice("config.data.mode", data_cfg.mode, MODES)
+  config_fields.choice("config.data.prefetch", data_cfg.prefetch, PREFETCH_MODES)
+  config_fields.positive_int("config.data.prefetch_buffer_size", data_cfg.prefetch_buffer_size)
+  config_fields.non_negative_int("config.data.seed", data_cfg.seed)
   if (
     not isinstance(data_cfg.corpus_bytes_per_source, int)
     or data_cfg.corpus_bytes_per_source < builtin_sources.MIN_BYTES_PER_SOURCE
@@ -210,3 +194,40 @@ def validate_data_config(
   for spec in train + held_out:
     if not spec.builtin:
       sources_lib.check_tfds_source(spec)
+
+
+def validate_data_config(
+  data_cfg,
+  *,
+  num_inner_steps: int,
+  global_batch_size: int,
+  seq_len: int,
+  max_seq_len: int | None,
+  process_count: int,
+) -> None:
+  """Checks ``data_cfg`` (a ``DataConfig``, or any object with its fields) against the run's shapes.
+
+  Args:
+    data_cfg: the ``config.data`` section.
+    num_inner_steps: K, micro-batches per outer step.
+    global_batch_size: rows per micro-batch over all processes.
+    seq_len: L, tokens the model sees per row (rows hold L+1 tokens).
+    max_seq_len: the longest sequence the model supports (None: not checked).
+    process_count: JAX processes that each read their shard of every micro-batch.
+  """
+  config_fields.positive_int("num_inner_steps", num_inner_steps)
+  config_fields.positive_int("global_batch_size", global_batch_size)
+  config_fields.positive_int("seq_len", seq_len)
+  config_fields.positive_int("process_count", process_count)
+  if global_batch_size % process_count:
+    raise ValueError(
+      f"global_batch_size={global_batch_size} does not divide across {process_count} processes; "
+      f"use a multiple of {process_count}."
+    )
+  if max_seq_len is not None and seq_len > max_seq_len:
+    raise ValueError(
+      f"seq_len={seq_len} is larger than the model supports (max_seq_len={max_seq_len}); "
+      "shorten seq_len or enlarge the model's max_seq_len."
+    )
+  if not isinstance(data_cfg, DataConfig):  # a DataConfig was checked when it was built
+    check_data_fields(data_cfg)

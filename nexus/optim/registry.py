@@ -1,9 +1,10 @@
 """One table of every optimizer the trainer can run: Nexus, its ablations and its baselines.
 
-``build(name, **hyperparameters) -> tx``. The hyperparameters are one flat namespace shared by every
-method (the fields of ``Hyperparameters``), so a single config section fits them all: each method reads
-the ones it uses and ignores the rest. Every value is checked here, as strictly as the optimizer API
-checks it and more where a value would silently train nothing (γ = 0), with one-line errors.
+``build(OptimizerConfig(...), num_inner_steps=K, total_steps=T) -> tx``. ``OptimizerConfig`` is the
+experiment's ``opt`` section itself: one flat namespace shared by every method, with one set of
+defaults, so a single config section fits them all; each method reads the fields it uses. Every value
+is checked when the section is built, as strictly as the optimizer API checks it and more where a
+value would silently train nothing (γ = 0), with one-line errors naming ``opt.<field>``.
 
 Every method follows one calling convention (``nexus.optim.microbatches``)::
 
@@ -30,16 +31,22 @@ import optax
 
 from nexus.optim import checks
 from nexus.optim import microbatches
+from nexus.optim import schedules
 from nexus.optim._lookahead import lookahead
 from nexus.optim._lookahead import snoo
 from nexus.optim._nexus import PSEUDO_GRADIENT_SCALES
 from nexus.optim._nexus import ScalarOrSchedule
 from nexus.optim._nexus import nexus
+from nexus.optim._order_free import ORDERS
 from nexus.optim._order_free import order_free_nexus
+from nexus.optim._pcgrad import ORDERS as PROJECTION_ORDERS
 from nexus.optim._pcgrad import pcgrad
+from nexus.optim._per_source import PER_SOURCE_METHODS
 from nexus.optim._per_source import first_order_nexus
 from nexus.optim._sam import microbatch_sam
 from nexus.optim.normalize import NORMALIZATIONS
+from nexus.optim.schedules import inner_call_schedule
+from nexus.optim.schedules import tied_inner_learning_rate
 
 # Muon's updates of 2D params are rescaled to AdamW's typical RMS (Liu et al. 2025, "Muon is Scalable
 # for LLM Training", arXiv:2502.16982), so nexus_muon shares AdamW's learning rate and weight decay.
@@ -47,19 +54,29 @@ MUON_CONSISTENT_RMS = 0.2
 
 
 @dataclasses.dataclass(frozen=True)
-class Hyperparameters:
-  """Every hyperparameter of every registered method (the methods using each in brackets).
+class OptimizerConfig:
+  """The ``opt`` section of an experiment: every method's hyperparameters, one set of defaults.
+
+  The trainer's command line sets these (``--config.opt.learning_rate=3e-3``); the schedules are
+  built from the peak values here by ``build`` (``nexus.optim.schedules.learning_rate_schedule``).
+  Which methods read which field is in brackets.
 
   Attributes:
-    learning_rate: η, a float or a schedule of the outer step count [all]; for lookahead and snoo it is
-      the inner AdamW's, read at ``inner_count // K`` so the schedule keeps counting outer steps.
-    num_inner_steps: K, the micro-batches per outer step [two-loop methods, sam, order_free; the
-      others receive the K micro-batches' gradients from the trainer, so K is required for every method].
-    b1, b2, eps, weight_decay: AdamW's, defaults as ``optax.adamw`` [all; Muon's Adam part and eps too].
+    name: the method, a key of ``METHODS``.
+    learning_rate: η_peak, the peak of the outer learning-rate schedule [all]; for lookahead and snoo
+      it is the inner AdamW's, read at ``inner_count // K`` so the schedule keeps counting outer steps.
+    schedule: ``"cosine"``, ``"wsd"`` (warmup-stable-decay) or ``"constant"`` (after warmup) [all].
+    warmup_steps: linear warmup from 0 [all].
+    final_lr_fraction: the schedule ends at ``learning_rate * final_lr_fraction`` [cosine, wsd].
+    decay_fraction: the share of the steps the wsd decay takes [wsd].
+    decay_start: the step where wsd's decay starts; None starts it at
+      ``steps - decay_fraction * steps``. A cooldown branch from a stable-phase checkpoint sets it to
+      that checkpoint's step and ``decay_fraction`` to the branch's share of the new ``steps`` [wsd].
+    b1, b2, eps, weight_decay: AdamW's (the outer optimizer of the Nexus family; Muon's Adam part) [all].
     clip_norm: global-norm clipping threshold (module docstring); None or 0 disables it [all].
-    inner_learning_rate: γ, a float or a schedule of the outer step count (see
-      ``tied_inner_learning_rate``) [nexus, nexus_unnormalized (an SGD learning rate there),
-      nexus_muon, nexus_first_order, order_free].
+    inner_learning_rate: γ_peak, the inner step length [nexus, nexus_unnormalized (an SGD learning
+      rate there), nexus_muon, nexus_first_order, order_free].
+    gamma_schedule: ``"tied"`` (γ_t = γ·η_t/η_peak, ``tied_inner_learning_rate``) or ``"constant"``.
     normalize: ``"global"``, ``"leaf"`` or ``"none"`` [nexus, nexus_muon, nexus_first_order, order_free].
     pseudo_gradient_scale: ``"raw"`` or ``"inverse_gamma"`` [nexus, nexus_unnormalized, nexus_muon,
       nexus_first_order; order_free supports ``"raw"`` only].
@@ -68,20 +85,25 @@ class Hyperparameters:
       DiLoCo) [snoo].
     rho: SAM's ascent step length (0.05, the paper's default) [sam].
     projection_order: ``"random"`` (the paper) or ``"fixed"`` [pcgrad].
-    seed: seed of PCGrad's random projection orders [pcgrad].
     order: 2 keeps order-free Nexus's γ² term, 1 drops it [order_free].
     per_source_method, per_source_batch_size: ``"vmap"`` or ``"map"`` (with sources per chunk) for the
       per-source gradients [order_free].
   """
 
-  learning_rate: ScalarOrSchedule
-  num_inner_steps: int
+  name: str = "nexus"
+  learning_rate: float = 1e-3
+  schedule: str = "cosine"
+  warmup_steps: int = 20
+  final_lr_fraction: float = 0.1
+  decay_fraction: float = 0.2
+  decay_start: int | None = None
   b1: float = 0.9
-  b2: float = 0.999
-  eps: float = 1e-8
-  weight_decay: float = 1e-4
+  b2: float = 0.95
+  eps: float = 1e-10
+  weight_decay: float = 0.2
   clip_norm: float | None = 1.0
-  inner_learning_rate: ScalarOrSchedule | None = None
+  inner_learning_rate: float = 0.01
+  gamma_schedule: str = "tied"
   normalize: str = "global"
   pseudo_gradient_scale: str = "raw"
   slow_step_size: float = 0.5
@@ -89,171 +111,205 @@ class Hyperparameters:
   outer_momentum: float = 0.9
   rho: float = 0.05
   projection_order: str = "random"
-  seed: int = 0
   order: int = 2
   per_source_method: str = "vmap"
   per_source_batch_size: int | None = None
 
-
-HYPERPARAMETERS = tuple(field.name for field in dataclasses.fields(Hyperparameters))
-REQUIRED = tuple(
-  field.name
-  for field in dataclasses.fields(Hyperparameters)
-  if field.default is dataclasses.MISSING
-)
+  def __post_init__(self):
+    check_optimizer_config(self)
 
 
 # Methods whose pseudo-gradient is γ times a (sum of) normalized or SGD step(s): γ = 0 trains nothing.
 USES_GAMMA = ("nexus", "nexus_unnormalized", "nexus_muon", "nexus_first_order", "order_free")
+GAMMA_SCHEDULES = ("tied", "constant")
 
 
-def check_hyperparameters(name: str, hp: Hyperparameters) -> None:
-  """One-line errors for values no method should train with (each method's factory checks the rest)."""
+def check_optimizer_config(config: OptimizerConfig) -> None:
+  """One-line errors for values no method should train with (each factory checks the rest)."""
   unbounded = float("inf")
-  checks.check_num_inner_steps(hp.num_inner_steps)
-  checks.check_scalar_in_range("learning_rate", hp.learning_rate, 0.0, unbounded, closed="neither")
-  checks.check_scalar_in_range("b1", hp.b1, 0.0, 1.0, closed="left")
-  checks.check_scalar_in_range("b2", hp.b2, 0.0, 1.0, closed="left")
-  checks.check_scalar_in_range("eps", hp.eps, 0.0, unbounded, closed="left")
-  checks.check_scalar_in_range("weight_decay", hp.weight_decay, 0.0, unbounded, closed="left")
-  if hp.clip_norm is not None:
+  checks.check_choice("opt.name", config.name, METHODS)
+  checks.check_choice("opt.schedule", config.schedule, schedules.SCHEDULES)
+  checks.check_choice("opt.gamma_schedule", config.gamma_schedule, GAMMA_SCHEDULES)
+  checks.check_scalar_in_range(
+    "opt.learning_rate", config.learning_rate, 0.0, unbounded, closed="neither"
+  )
+  checks.check_static_int("opt.warmup_steps", config.warmup_steps, 0)
+  checks.check_scalar_in_range("opt.final_lr_fraction", config.final_lr_fraction, 0.0, 1.0)
+  checks.check_scalar_in_range("opt.decay_fraction", config.decay_fraction, 0.0, 1.0)
+  if config.decay_start is not None:
+    checks.check_static_int("opt.decay_start", config.decay_start, 0)
+  for name in ("b1", "b2"):
+    checks.check_scalar_in_range(f"opt.{name}", getattr(config, name), 0.0, 1.0, closed="left")
+  for name in ("eps", "weight_decay", "slow_step_size", "outer_learning_rate", "rho"):
     checks.check_scalar_in_range(
-      "clip_norm",
-      hp.clip_norm,
+      f"opt.{name}", getattr(config, name), 0.0, unbounded, closed="left"
+    )
+  checks.check_scalar_in_range("opt.outer_momentum", config.outer_momentum, 0.0, 1.0, closed="left")
+  if config.clip_norm is not None:
+    checks.check_scalar_in_range(
+      "opt.clip_norm",
+      config.clip_norm,
       0.0,
       unbounded,
       closed="left",
       fix="pass None or 0 to disable clipping.",
     )
-  checks.check_choice("normalize", hp.normalize, NORMALIZATIONS)
-  checks.check_choice("pseudo_gradient_scale", hp.pseudo_gradient_scale, PSEUDO_GRADIENT_SCALES)
-  if name in USES_GAMMA and not (
-    name == "nexus_first_order" and hp.pseudo_gradient_scale == "inverse_gamma"
-  ):
-    if hp.inner_learning_rate is None:
-      raise ValueError(f"optimizer {name!r} needs inner_learning_rate (γ).")
+  checks.check_choice("opt.normalize", config.normalize, NORMALIZATIONS)
+  checks.check_choice(
+    "opt.pseudo_gradient_scale", config.pseudo_gradient_scale, PSEUDO_GRADIENT_SCALES
+  )
+  checks.check_choice("opt.projection_order", config.projection_order, PROJECTION_ORDERS)
+  checks.check_choice("opt.order", config.order, ORDERS)
+  checks.check_choice("opt.per_source_method", config.per_source_method, PER_SOURCE_METHODS)
+  if config.per_source_batch_size is not None:
+    checks.check_static_int("opt.per_source_batch_size", config.per_source_batch_size, 1)
+  gamma_is_used = config.name in USES_GAMMA and not (
+    config.name == "nexus_first_order" and config.pseudo_gradient_scale == "inverse_gamma"
+  )
+  if gamma_is_used:
     checks.check_scalar_in_range(
-      "inner_learning_rate",
-      hp.inner_learning_rate,
+      "opt.inner_learning_rate",
+      config.inner_learning_rate,
       0.0,
       unbounded,
       closed="neither",
-      fix=f"γ = 0 makes {name} train nothing; pass the inner step length γ > 0.",
+      fix=f"γ = 0 makes {config.name} train nothing; pass the inner step length γ > 0.",
+    )
+  if config.name == "order_free" and config.pseudo_gradient_scale != "raw":
+    raise ValueError(
+      f"opt.pseudo_gradient_scale={config.pseudo_gradient_scale!r}: order_free supports 'raw' only."
     )
 
 
-def _clipped(hp: Hyperparameters, tx: optax.GradientTransformation) -> optax.GradientTransformation:
-  """``tx`` preceded by global-norm clipping at ``hp.clip_norm`` (none when None or 0)."""
-  if hp.clip_norm is None or hp.clip_norm == 0:
+class Rates(NamedTuple):
+  """What ``build`` resolves from the config and the run: the schedules, K and the seed."""
+
+  learning_rate: ScalarOrSchedule
+  inner_learning_rate: ScalarOrSchedule
+  num_inner_steps: int
+  seed: int
+
+
+def _clipped(
+  config: OptimizerConfig, tx: optax.GradientTransformation
+) -> optax.GradientTransformation:
+  """``tx`` preceded by global-norm clipping at ``config.clip_norm`` (none when None or 0)."""
+  if not config.clip_norm:
     return tx
-  return optax.chain(optax.clip_by_global_norm(hp.clip_norm), tx)
+  return optax.chain(optax.clip_by_global_norm(config.clip_norm), tx)
 
 
-def _adamw(hp: Hyperparameters) -> optax.GradientTransformation:
+def _adamw(
+  config: OptimizerConfig, learning_rate: ScalarOrSchedule
+) -> optax.GradientTransformation:
   """Clipped AdamW: the baseline's optimizer, and the outer optimizer of the Nexus family."""
-  return _clipped(
-    hp, optax.adamw(hp.learning_rate, b1=hp.b1, b2=hp.b2, eps=hp.eps, weight_decay=hp.weight_decay)
+  adamw = optax.adamw(
+    learning_rate, b1=config.b1, b2=config.b2, eps=config.eps, weight_decay=config.weight_decay
+  )
+  return _clipped(config, adamw)
+
+
+def _accumulated_adamw(config: OptimizerConfig, rates: Rates):
+  return microbatches.accumulate_gradients(
+    _adamw(config, rates.learning_rate), rates.num_inner_steps
   )
 
 
-def _accumulated_adamw(hp: Hyperparameters):
-  return microbatches.accumulate_gradients(_adamw(hp), hp.num_inner_steps)
-
-
-def _nexus_with(hp: Hyperparameters, outer: optax.GradientTransformation, normalize: str):
+def _nexus_with(config, rates, outer: optax.GradientTransformation, normalize: str):
   return nexus(
     outer,
-    hp.inner_learning_rate,
-    num_inner_steps=hp.num_inner_steps,
+    rates.inner_learning_rate,
+    num_inner_steps=rates.num_inner_steps,
     normalize=normalize,
-    pseudo_gradient_scale=hp.pseudo_gradient_scale,
+    pseudo_gradient_scale=config.pseudo_gradient_scale,
   )
 
 
-def _nexus(hp: Hyperparameters):
-  return _nexus_with(hp, _adamw(hp), hp.normalize)
+def _nexus(config: OptimizerConfig, rates: Rates):
+  return _nexus_with(config, rates, _adamw(config, rates.learning_rate), config.normalize)
 
 
-def _nexus_unnormalized(hp: Hyperparameters):
-  return _nexus_with(hp, _adamw(hp), "none")
+def _nexus_unnormalized(config: OptimizerConfig, rates: Rates):
+  return _nexus_with(config, rates, _adamw(config, rates.learning_rate), "none")
 
 
-def _nexus_muon(hp: Hyperparameters):
+def _nexus_muon(config: OptimizerConfig, rates: Rates):
   muon = optax.contrib.muon(
-    hp.learning_rate,
-    eps=hp.eps,
-    weight_decay=hp.weight_decay,
-    adam_b1=hp.b1,
-    adam_b2=hp.b2,
-    adam_weight_decay=hp.weight_decay,
+    rates.learning_rate,
+    eps=config.eps,
+    weight_decay=config.weight_decay,
+    adam_b1=config.b1,
+    adam_b2=config.b2,
+    adam_weight_decay=config.weight_decay,
     consistent_rms=MUON_CONSISTENT_RMS,
   )
-  return _nexus_with(hp, _clipped(hp, muon), hp.normalize)
+  return _nexus_with(config, rates, _clipped(config, muon), config.normalize)
 
 
-def _nexus_first_order(hp: Hyperparameters):
+def _nexus_first_order(config: OptimizerConfig, rates: Rates):
   """γ Σ_k g_k/‖g_k‖ at θ; "inverse_gamma" feeds the plain sum."""
-  gamma = 1.0 if hp.pseudo_gradient_scale == "inverse_gamma" else hp.inner_learning_rate
-  tx = first_order_nexus(_adamw(hp), gamma, normalize=hp.normalize)
-  return microbatches.stacked_gradients(tx, hp.num_inner_steps)
+  gamma = 1.0 if config.pseudo_gradient_scale == "inverse_gamma" else rates.inner_learning_rate
+  tx = first_order_nexus(_adamw(config, rates.learning_rate), gamma, normalize=config.normalize)
+  return microbatches.stacked_gradients(tx, rates.num_inner_steps)
 
 
-def _order_free(hp: Hyperparameters):
-  if hp.pseudo_gradient_scale != "raw":
-    raise ValueError(
-      f"order_free supports pseudo_gradient_scale='raw' only, got {hp.pseudo_gradient_scale!r}."
-    )
+def _order_free(config: OptimizerConfig, rates: Rates):
   return order_free_nexus(
-    _adamw(hp),
-    hp.inner_learning_rate,
-    num_inner_steps=hp.num_inner_steps,
-    num_sources=hp.num_inner_steps,
-    order=hp.order,
-    normalize=hp.normalize,
-    method=hp.per_source_method,
-    batch_size=hp.per_source_batch_size,
+    _adamw(config, rates.learning_rate),
+    rates.inner_learning_rate,
+    num_inner_steps=rates.num_inner_steps,
+    num_sources=rates.num_inner_steps,
+    order=config.order,
+    normalize=config.normalize,
+    method=config.per_source_method,
+    batch_size=config.per_source_batch_size,
   )
 
 
-def _inner_adamw(hp: Hyperparameters) -> optax.GradientTransformation:
+def _inner_adamw(config: OptimizerConfig, rates: Rates) -> optax.GradientTransformation:
   """Clipped AdamW for K inner steps per outer step: a schedule is read at inner_count // K."""
-  learning_rate = hp.learning_rate
-  if callable(learning_rate):
-    schedule, k = learning_rate, hp.num_inner_steps
-    learning_rate = lambda inner_count: schedule(inner_count // k)
-  return _adamw(dataclasses.replace(hp, learning_rate=learning_rate))
+  return _adamw(config, inner_call_schedule(rates.learning_rate, rates.num_inner_steps))
 
 
-def _lookahead(hp: Hyperparameters):
+def _lookahead(config: OptimizerConfig, rates: Rates):
   return lookahead(
-    _inner_adamw(hp), num_inner_steps=hp.num_inner_steps, slow_step_size=hp.slow_step_size
+    _inner_adamw(config, rates),
+    num_inner_steps=rates.num_inner_steps,
+    slow_step_size=config.slow_step_size,
   )
 
 
-def _snoo(hp: Hyperparameters):
+def _snoo(config: OptimizerConfig, rates: Rates):
   return snoo(
-    _inner_adamw(hp),
-    num_inner_steps=hp.num_inner_steps,
-    outer_learning_rate=hp.outer_learning_rate,
-    outer_momentum=hp.outer_momentum,
+    _inner_adamw(config, rates),
+    num_inner_steps=rates.num_inner_steps,
+    outer_learning_rate=config.outer_learning_rate,
+    outer_momentum=config.outer_momentum,
   )
 
 
-def _sam(hp: Hyperparameters):
-  return microbatch_sam(_adamw(hp), rho=hp.rho, num_microbatches=hp.num_inner_steps)
+def _sam(config: OptimizerConfig, rates: Rates):
+  return microbatch_sam(
+    _adamw(config, rates.learning_rate), rho=config.rho, num_microbatches=rates.num_inner_steps
+  )
 
 
-def _pcgrad(hp: Hyperparameters):
+def _pcgrad(config: OptimizerConfig, rates: Rates):
   # The mean keeps AdamW accumulation's scale (equal to it when no pair conflicts), so clip_norm means
   # the same as for the baseline; the paper's sum differs by the factor K only.
-  tx = pcgrad(_adamw(hp), order=hp.projection_order, seed=hp.seed, reduction="mean")
-  return microbatches.stacked_gradients(tx, hp.num_inner_steps)
+  tx = pcgrad(
+    _adamw(config, rates.learning_rate),
+    order=config.projection_order,
+    seed=rates.seed,
+    reduction="mean",
+  )
+  return microbatches.stacked_gradients(tx, rates.num_inner_steps)
 
 
 class Method(NamedTuple):
-  """A registered optimizer: ``factory(Hyperparameters) -> tx`` and a one-line summary."""
+  """A registered optimizer: ``factory(config, rates) -> tx`` and a one-line summary."""
 
-  factory: Callable[[Hyperparameters], optax.GradientTransformation]
+  factory: Callable[[OptimizerConfig, Rates], optax.GradientTransformationExtraArgs]
   summary: str
 
 
@@ -275,28 +331,35 @@ METHODS = {
 }
 
 
-def build(name: str, **hyperparameters) -> optax.GradientTransformationExtraArgs:
-  """Returns the optimizer ``name`` (a key of ``METHODS``), called as the module docstring says.
+def inner_learning_rate(config: OptimizerConfig, learning_rate: optax.Schedule) -> ScalarOrSchedule:
+  """γ as configured: tied to the outer schedule (γ_t = γ·η_t/η_peak) or constant."""
+  if config.gamma_schedule == "constant":
+    return float(config.inner_learning_rate)
+  return tied_inner_learning_rate(
+    float(config.inner_learning_rate), learning_rate, float(config.learning_rate)
+  )
+
+
+def build(
+  config: OptimizerConfig, *, num_inner_steps: int, total_steps: int, seed: int = 0
+) -> optax.GradientTransformationExtraArgs:
+  """Returns the optimizer ``config.name``, called as the module docstring says.
 
   Args:
-    name: the method.
-    **hyperparameters: fields of ``Hyperparameters``; ``learning_rate`` and ``num_inner_steps`` are
-      required, the others have defaults, and those ``name`` does not use are ignored.
+    config: the ``opt`` section (checked when it was built).
+    num_inner_steps: K, the micro-batches per outer step (every method consumes K per step).
+    total_steps: the run's outer steps, the length of the learning-rate schedule.
+    seed: seed of the methods with randomness (PCGrad's projection orders).
 
   Raises:
-    ValueError / TypeError: eagerly, for an unknown method or hyperparameter name, a missing required
-      one, or an invalid value.
+    ValueError / TypeError: eagerly, for K < 1 or a schedule that does not fit ``total_steps``.
   """
-  if name not in METHODS:
-    raise ValueError(f"unknown optimizer {name!r}; pick one of {sorted(METHODS)}.")
-  unknown = sorted(set(hyperparameters) - set(HYPERPARAMETERS))
-  if unknown:
-    raise ValueError(
-      f"unknown hyperparameters {unknown} for optimizer {name!r}; known: {list(HYPERPARAMETERS)}."
-    )
-  missing = [key for key in REQUIRED if key not in hyperparameters]
-  if missing:
-    raise ValueError(f"optimizer {name!r} needs the hyperparameters {missing}.")
-  hp = Hyperparameters(**hyperparameters)
-  check_hyperparameters(name, hp)
-  return METHODS[name].factory(hp)
+  checks.check_num_inner_steps(num_inner_steps)
+  learning_rate = schedules.learning_rate_schedule(config, total_steps)
+  rates = Rates(
+    learning_rate=learning_rate,
+    inner_learning_rate=inner_learning_rate(config, learning_rate),
+    num_inner_steps=num_inner_steps,
+    seed=seed,
+  )
+  return METHODS[config.name].factory(config, rates)

@@ -17,6 +17,7 @@ Design points (after nanodo and MaxText):
   ``train.max_skipped_fraction`` of the steps (or every step) were skipped as non-finite.
 """
 
+import json
 import os
 import signal
 import time
@@ -27,14 +28,14 @@ from jax.experimental import multihost_utils
 import numpy as np
 
 from nexus import data as data_lib
+from nexus.optim import registry
+from nexus.optim import schedules as optim_schedules
 from nexus.train import checkpoint as checkpoint_lib
-from nexus.train import config_checks
 from nexus.train import evaluation
 from nexus.train import metrics as metrics_lib
-from nexus.train import optimizer as optimizer_lib
 from nexus.train import run_history
 from nexus.train import run_logging
-from nexus.train import schedules
+from nexus.train import schema
 from nexus.train import setup as setup_lib
 from nexus.train import step as step_lib
 from nexus.train import workdir_lock
@@ -101,41 +102,12 @@ def _host_metrics(metrics: dict, source_ids: np.ndarray, source_names: list[str]
   return out
 
 
-def _check_config(config, mesh):
-  """Every check of the config that needs no data, model or workdir; returns ``(tx, schedule)``."""
-  config_checks.check_train_config(
-    config,
-    num_devices=mesh.size,
-    process_count=jax.process_count(),
-    batch_shards=mesh.shape["data"] * mesh.shape["fsdp"],
-  )
-  train_cfg = config.train
-  data_lib.validate_data_config(
-    config.data,
-    num_inner_steps=train_cfg.num_inner_steps,
-    global_batch_size=train_cfg.global_batch_size,
-    seq_len=train_cfg.seq_len,
-    max_seq_len=config.model.max_seq_len,
-    process_count=jax.process_count(),
-  )
-  tokenizer_vocab = data_lib.make_tokenizer(config.data.tokenizer).vocab_size
-  if config.model.vocab_size < tokenizer_vocab:
-    raise ValueError(
-      f"config.model.vocab_size={config.model.vocab_size} is smaller than the tokenizer's {tokenizer_vocab} ids; "
-      f"set --config.model.vocab_size={tokenizer_vocab} or larger."
-    )
-  schedule = schedules.learning_rate_schedule(config.opt, train_cfg.steps)
-  tx = optimizer_lib.build_optimizer(
-    config.opt, schedule, train_cfg.num_inner_steps, seed=config.seed
-  )
-  return tx, schedule
-
-
 def train(config, workdir: str, *, allow_config_change: bool = False) -> dict:
   """Trains ``config`` in ``workdir`` (resuming from its latest checkpoint); returns a summary dict.
 
   Args:
-    config: the experiment ConfigDict (see configs/base.py).
+    config: the experiment: a ConfigDict from ``configs/`` (checked and typed by
+      ``nexus.train.schema.from_config_dict``) or an ``ExperimentConfig``.
     workdir: the run's directory (created if needed): checkpoints, metrics, logs, history.
     allow_config_change: resume even if the config differs from the checkpoint's (recorded in the
       run's history); otherwise such a resume raises ``run_history.ConfigChangedError``.
@@ -152,9 +124,20 @@ def train(config, workdir: str, *, allow_config_change: bool = False) -> dict:
   """
   if not workdir:
     raise ValueError("--workdir is required: pass a directory for checkpoints and logs.")
+  if not isinstance(config, schema.ExperimentConfig):
+    config = schema.from_config_dict(config)  # every field and section checked, in one pass
   mesh = make_mesh(config.mesh)
-  tx, schedule = _check_config(config, mesh)
-  config_checks.check_workdir(workdir)
+  schema.check_against_devices(
+    config,
+    batch_shards=mesh.shape["data"] * mesh.shape["fsdp"],
+    process_count=jax.process_count(),
+  )
+  steps = config.train.steps
+  tx = registry.build(
+    config.opt, num_inner_steps=config.train.num_inner_steps, total_steps=steps, seed=config.seed
+  )
+  schedule = optim_schedules.learning_rate_schedule(config.opt, steps)
+  workdir_lock.check_workdir(workdir)
   with workdir_lock.WorkdirLock(workdir), run_logging.log_to_file(workdir):
     return _train(config, workdir, mesh, tx, schedule, allow_config_change)
 
@@ -175,7 +158,7 @@ def _train(config, workdir, mesh, tx, schedule, allow_config_change) -> dict:
         workdir,
         step=latest[0],
         saved=latest[1].get("config"),
-        current=config.to_dict(),
+        current=schema.to_dict(config),
         allow_change=allow_config_change,
       )
     )
@@ -226,7 +209,7 @@ def _run_steps(config, workdir, mesh, tx, schedule, checkpointer, config_changes
   metrics_lib.truncate_metrics(workdir, start_step)
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
-      f.write(config.to_json_best_effort(indent=2))
+      json.dump(schema.to_dict(config), f, indent=2)
 
   with metrics_lib.MetricWriter(workdir) as writer:
     train_step = jax.jit(
@@ -260,7 +243,10 @@ def _run_steps(config, workdir, mesh, tx, schedule, checkpointer, config_changes
     def save(step_number, force=False):
       writer.sync()  # the step's records are durable before its checkpoint can commit
       checkpointer.save(
-        step_number, state, {"data": stream.get_state(), "config": config.to_dict()}, force=force
+        step_number,
+        state,
+        {"data": stream.get_state(), "config": schema.to_dict(config)},
+        force=force,
       )
 
     status = FINISHED

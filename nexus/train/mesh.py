@@ -15,12 +15,8 @@ MESH_AXES = ("data", "fsdp", "tensor")
 
 
 def mesh_shape(mesh_cfg, num_devices: int) -> tuple[int, int, int]:
-  """Resolves the configured axis sizes (at most one -1) against the number of devices."""
-  sizes = [int(mesh_cfg[axis]) for axis in MESH_AXES]
-  if any(size == 0 or size < -1 for size in sizes):
-    raise ValueError(f"mesh sizes {dict(zip(MESH_AXES, sizes))} must be positive or -1 (inferred).")
-  if sizes.count(-1) > 1:
-    raise ValueError(f"mesh sizes {dict(zip(MESH_AXES, sizes))}: at most one axis may be -1.")
+  """Resolves the configured axis sizes (a ``MeshConfig``: at most one -1) against the device count."""
+  sizes = [int(getattr(mesh_cfg, axis)) for axis in MESH_AXES]
   known = math.prod(size for size in sizes if size != -1)
   if -1 in sizes:
     if num_devices % known:

@@ -66,8 +66,11 @@ def _optimizer_state_shardings(tx, abstract_params, mesh):
 
 
 def setup_run(config, tx: optax.GradientTransformation, mesh: jax.sharding.Mesh) -> Run:
-  """Creates the model abstractly, derives every sharding, and returns a ``Run``."""
-  model_config = model_lib.ModelConfig.from_dict(config.model.to_dict())
+  """Creates the model abstractly, derives every sharding, and returns a ``Run``.
+
+  ``config`` is an ``ExperimentConfig`` (``nexus.train.schema``): ``config.model`` and ``config.seed``.
+  """
+  model_config = config.model
   seed = int(config.seed)
   make_model = lambda: model_lib.Transformer(model_config, rngs=nnx.Rngs(seed))
   abstract_model = nnx.eval_shape(make_model)

@@ -30,6 +30,22 @@ import numpy as np
 LOCK_NAME = ".lock"
 
 
+def check_workdir(workdir: str) -> None:
+  """The workdir must exist or be creatable, and be writable."""
+  if not workdir:
+    raise ValueError("--workdir is required: pass a directory for checkpoints and logs.")
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except OSError as error:
+    raise ValueError(
+      f"cannot create workdir {workdir!r} ({error.strerror}); pass a writable --workdir."
+    ) from None
+  if not os.access(workdir, os.W_OK | os.X_OK):
+    raise ValueError(
+      f"workdir {workdir!r} is not writable; fix its permissions or pass another --workdir."
+    )
+
+
 class WorkdirLockedError(RuntimeError):
   """Another live trainer holds the workdir."""
 

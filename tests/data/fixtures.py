@@ -2,11 +2,13 @@
 (``SMALL_BYTES_PER_SOURCE`` per source instead of the default 2 MB) and the local toy TFDS dataset."""
 
 import atexit
+import dataclasses
 import functools
 import os
 import shutil
 import tempfile
 
+import ml_collections
 import tensorflow_datasets as tfds
 
 from nexus import data as data_lib
@@ -23,10 +25,15 @@ def scratch_dir() -> str:
 
 
 def small_config(**overrides):
-  """The default data config on the small corpus, with ``overrides`` applied."""
-  config = data_lib.default_data_config()
-  config.corpus_dir = os.path.join(scratch_dir(), "corpus")
-  config.corpus_bytes_per_source = SMALL_BYTES_PER_SOURCE
+  """The default data section on the small corpus, with ``overrides`` applied (unchecked).
+
+  A ConfigDict, as the command line gives it, so tests can build bad sections and see the checks of
+  ``validate_data_config`` (a ``DataConfig`` refuses bad values when it is built).
+  """
+  defaults = data_lib.DataConfig(
+    corpus_dir=os.path.join(scratch_dir(), "corpus"), corpus_bytes_per_source=SMALL_BYTES_PER_SOURCE
+  )
+  config = ml_collections.ConfigDict(dataclasses.asdict(defaults))
   for key, value in overrides.items():
     config[key] = value
   return config

@@ -19,7 +19,7 @@ def validate(config, **shapes):
 
 class DefaultsTest(absltest.TestCase):
   def test_default_config_is_valid(self):
-    config = data_lib.default_data_config()
+    config = data_lib.DataConfig()
     validate(config)  # checks names and shapes only: the corpus is built on first use
     self.assertEqual(config.mode, "pure_uniform")
     self.assertEqual(
@@ -30,10 +30,10 @@ class DefaultsTest(absltest.TestCase):
 
   def test_cache_dir_follows_the_environment(self):
     with mock.patch.dict(os.environ, {"NEXUS_CACHE_DIR": "/scratch/nexus"}):
-      self.assertEqual(data_lib.default_data_config().corpus_dir, "/scratch/nexus/corpus")
+      self.assertEqual(data_lib.DataConfig().corpus_dir, "/scratch/nexus/corpus")
     with mock.patch.dict(os.environ, {"NEXUS_CACHE_DIR": ""}):
       self.assertEqual(
-        data_lib.default_data_config().corpus_dir,
+        data_lib.DataConfig().corpus_dir,
         os.path.expanduser(os.path.join("~", ".cache", "nexus", "corpus")),
       )
 

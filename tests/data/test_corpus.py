@@ -140,9 +140,8 @@ class NoTensorFlowTest(absltest.TestCase):
     output = run_python(f"""
         import sys
         from nexus import data
-        config = data.default_data_config()
-        config.corpus_dir = {os.path.join(fixtures.scratch_dir(), "no-tf-corpus")!r}
-        config.corpus_bytes_per_source = {fixtures.SMALL_BYTES_PER_SOURCE}
+        config = data.DataConfig(corpus_dir={os.path.join(fixtures.scratch_dir(), "no-tf-corpus")!r},
+                                 corpus_bytes_per_source={fixtures.SMALL_BYTES_PER_SOURCE})
         stream = data.make_train_stream(config, num_inner_steps=2, global_batch_size=2, seq_len=16, seed=0,
                                         process_index=0, process_count=1)
         next(stream)

@@ -42,7 +42,7 @@ def test_unknown_preset_is_named():
 def test_config_section_keeps_derived_values_derived():
   from configs import base  # pylint: disable=g-import-not-at-top
 
-  section = base.model_config(get_preset("130m"))
+  section = base.base_config("130m").model
   section.num_heads = 16  # what --config.model.num_heads=16 does
   assert ModelConfig.from_dict(section.to_dict()).head_size == 48
   section.head_dim = 64  # an explicit override still parses as an int and wins
