@@ -74,7 +74,6 @@ NUM_LEVELS = 3  # training-loss levels of the matched comparison
 import importlib
 import os
 
-from flax import nnx
 from IPython import display
 import matplotlib.pyplot as plt
 import numpy as np
@@ -82,10 +81,12 @@ import optax
 
 import nexus.data
 import nexus.measure
-import nexus.model
 import nexus.report
 from nexus.train import checkpoint
 from nexus.train import checkpoint_eval
+from nexus.train import mesh
+from nexus.train import schema
+from nexus.train import setup
 import nexus.train.loop
 
 if WORKDIRS is None:
@@ -132,8 +133,9 @@ for path in report.plots:
 # ## Gradient geometry and closeness at the final parameters
 #
 # `load_params(workdir, step)` restores the parameters of each run's latest checkpoint
-# (`saved_steps(workdir)[-1]`), and only them: no optimizer is rebuilt. The model comes from the
-# run's saved config. On `GRAD_BATCHES` fixed validation batches per source:
+# (`saved_steps(workdir)[-1]`), and only them: no optimizer is rebuilt. The model and its loss
+# come from the run's saved config, built as the trainer builds them (`nexus.train.setup`). On
+# `GRAD_BATCHES` fixed validation batches per source:
 #
 # - **gradient geometry**: each source's mean-loss gradient averaged over its batches, all sources
 #   at once (`nexus.per_source_gradients` under the hood), and the S×S cosine matrix; negative
@@ -143,16 +145,19 @@ for path in report.plots:
 #   alone gives θ̂_k; reported are (1/K) Σ‖θ − θ̂_k‖² (small near a common minimum), the spread of
 #   the θ̂_k, and each source's loss drop.
 
+
 # %%
 # The runs differ in the optimizer only: one model, one set of batches and one compiled measurement.
+def load_experiment(workdir):
+  """The typed config a run saved (``nexus.train.schema.ExperimentConfig``)."""
+  return schema.from_config_dict(checkpoint_eval.load_run_config(workdir))
+
+
 first, *others = WORKDIRS.values()
-reference = checkpoint_eval.load_run_config(first)
+reference = load_experiment(first)
 for workdir in others:
-  config = checkpoint_eval.load_run_config(workdir)
-  if (config.model.to_dict(), config.data.to_dict()) != (
-    reference.model.to_dict(),
-    reference.data.to_dict(),
-  ):
+  experiment = load_experiment(workdir)
+  if (experiment.model, experiment.data) != (reference.model, reference.data):
     raise ValueError(
       f"{workdir} has another model or data config than {first}; compare runs that differ in "
       "the optimizer only."
@@ -166,17 +171,10 @@ batches = nexus.data.make_eval_batches(
   seq_len=reference.train.seq_len,
   num_batches=GRAD_BATCHES,
 )
-model_config = nexus.model.ModelConfig.from_dict(reference.model.to_dict())
-graphdef = nnx.graphdef(
-  nnx.eval_shape(lambda: nexus.model.Transformer(model_config, rngs=nnx.Rngs(0)))
-)
-
-
-def loss_fn(params, batch):
-  """Mean next-token loss of one batch, as a function of the pure params ``load_params`` returns."""
-  return nexus.model.mean_token_loss(nnx.merge(graphdef, params), batch["tokens"])
-
-
+# The model, its loss and its shardings as the trainer builds them (the identity stands in for the
+# optimizer, which measuring does not need).
+model_run = setup.setup_run(reference, optax.identity(), mesh.make_mesh(reference.mesh))
+loss_fn = lambda params, batch: model_run.microbatch_loss(params, batch["tokens"])
 measure_geometry = nexus.measure.make_gradient_geometry(loss_fn)
 measure_closeness = nexus.measure.make_closeness(
   loss_fn, optax.sgd(CLOSENESS_LR), num_steps=CLOSENESS_STEPS
@@ -184,7 +182,7 @@ measure_closeness = nexus.measure.make_closeness(
 geometry, closeness = {}, {}
 for name, workdir in WORKDIRS.items():
   step = checkpoint.saved_steps(workdir)[-1]
-  params = checkpoint.load_params(workdir, step)
+  params = checkpoint.load_params(workdir, step, shardings=model_run.state_shardings.params)
   geometry[name] = measure_geometry(params, batches)
   closeness[name] = measure_closeness(params, {source: batches[source] for source in train_sources})
   print(f"{name}: measured at step {step}")
