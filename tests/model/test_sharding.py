@@ -4,15 +4,20 @@
 import logging
 
 from flax import nnx
+import jax
 import jax.numpy as jnp
 from jax.sharding import AbstractMesh
+from jax.sharding import AxisType
+from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
+import numpy as np
 import pytest
 
 from nexus.model import Transformer
+from nexus.model import mean_token_loss
 from nexus.model import sharding
 from tests.model.fixtures import SMALL
-from tests.multidevice import run_with_devices
+from tests.model.fixtures import random_tokens
 
 MESH = AbstractMesh((2, 2, 2), ("data", "fsdp", "tensor"))
 
@@ -87,43 +92,39 @@ def test_batch_sharding():
 
 
 def test_sharded_forward_and_loss_match_one_device():
-  output = run_with_devices("""
-      import jax, jax.numpy as jnp, numpy as np
-      from flax import nnx
-      from jax.sharding import Mesh, AxisType
-      from nexus.model import Transformer, mean_token_loss, sharding
-      from tests.model.fixtures import SMALL, random_tokens
+  assert len(jax.devices()) == 8, "tests/conftest.py gives the session 8 CPU devices"
+  model = Transformer(SMALL, rngs=nnx.Rngs(0))
+  graphdef, params = nnx.split(model)
+  tokens = random_tokens((8, 13))
 
-      model = Transformer(SMALL, rngs=nnx.Rngs(0))
-      graphdef, params = nnx.split(model)
-      tokens = random_tokens((8, 13))
+  def loss_and_logits(params, tokens):
+    model = nnx.merge(graphdef, params)
+    return mean_token_loss(model, tokens), model(tokens[:, :-1])
 
-      def loss_and_logits(params, tokens):
-        model = nnx.merge(graphdef, params)
-        return mean_token_loss(model, tokens), model(tokens[:, :-1])
-
-      expected = jax.jit(loss_and_logits)(params, tokens)
-      mesh = Mesh(np.asarray(jax.devices()).reshape(2, 2, 2), ("data", "fsdp", "tensor"),
-                  axis_types=(AxisType.Auto,) * 3)
-      param_shardings = sharding.state_shardings(params, mesh)
-      batch_sharding = sharding.batch_sharding(mesh)
-      sharded_params = jax.device_put(params, param_shardings)
-      gate = sharded_params["blocks"]["mlp"]["gate"][...]
-      assert gate.addressable_shards[0].data.shape == (2, 16, 32), gate.addressable_shards[0].data.shape
-      step = jax.jit(loss_and_logits, in_shardings=(param_shardings, batch_sharding))
-      actual = step(sharded_params, jax.device_put(tokens, batch_sharding))
-      for want, got in zip(expected, actual):
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
-      # Under a mesh the activations are constrained at the block boundaries (one scanned body):
-      # embeddings, queries, attended values, MLP hidden, the two residual sums; two forward passes.
-      assert "sharding_constraint" not in step.lower(sharded_params, tokens).as_text()
-      with jax.set_mesh(mesh):
-        constrained = step.lower(sharded_params, jax.device_put(tokens, batch_sharding))
-        text = constrained.as_text()
-        assert text.count("sharding_constraint") == 2 * 6, text.count("sharding_constraint")
-        assert '[{"data", "fsdp"}, {}, {"tensor"}]> : tensor<8x12x64xf32>' in text  # [batch, length, mlp]
-        for want, got in zip(expected, constrained.compile()(sharded_params, jax.device_put(tokens, batch_sharding))):
-          np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
-      print("devices", len(jax.devices()), "loss", float(actual[0]))
-  """)
-  assert output.startswith("devices 8 loss ")
+  expected = jax.jit(loss_and_logits)(params, tokens)
+  mesh = Mesh(
+    np.asarray(jax.devices()).reshape(2, 2, 2),
+    ("data", "fsdp", "tensor"),
+    axis_types=(AxisType.Auto,) * 3,
+  )
+  param_shardings = sharding.state_shardings(params, mesh)
+  batch_sharding = sharding.batch_sharding(mesh)
+  sharded_params = jax.device_put(params, param_shardings)
+  gate = sharded_params["blocks"]["mlp"]["gate"][...]
+  assert gate.addressable_shards[0].data.shape == (2, 16, 32)
+  step = jax.jit(loss_and_logits, in_shardings=(param_shardings, batch_sharding))
+  sharded_tokens = jax.device_put(tokens, batch_sharding)
+  for want, got in zip(expected, step(sharded_params, sharded_tokens)):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  # Under a mesh the activations are constrained at the block boundaries (one scanned body):
+  # embeddings, queries, attended values, MLP hidden, the two residual sums; two forward passes.
+  assert "sharding_constraint" not in step.lower(sharded_params, tokens).as_text()
+  with jax.set_mesh(mesh):
+    constrained = step.lower(sharded_params, sharded_tokens)
+    text = constrained.as_text()
+    assert text.count("sharding_constraint") == 2 * 6
+    assert (
+      '[{"data", "fsdp"}, {}, {"tensor"}]> : tensor<8x12x64xf32>' in text
+    )  # [batch, length, mlp]
+    for want, got in zip(expected, constrained.compile()(sharded_params, sharded_tokens)):
+      np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

@@ -1,16 +1,19 @@
 """Nexus honours the Optax contract (after optax/contrib/_common_test.py): extra args, injected
 hyperparameters, dtypes, chaining, flax.nnx.Optimizer, a single compilation, and sharding."""
 
+import functools
+
 from absl.testing import absltest
 from absl.testing import parameterized
 from flax import nnx
 import jax
 import jax.numpy as jnp
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 import numpy as np
 import optax
 
 import nexus
-from tests import multidevice
 
 
 def quadratic(params, i):
@@ -138,48 +141,49 @@ class ContractTest(parameterized.TestCase):
     self.assertEqual(step._cache_size(), 1)
 
 
-class ShardingTest(absltest.TestCase):
-  def test_state_shardings_follow_params_on_8_devices(self):
-    multidevice.run_with_devices("""
-      import jax, jax.numpy as jnp, optax
-      from jax.sharding import NamedSharding, PartitionSpec as P
-      import nexus
-      assert len(jax.devices()) == 8
-      mesh = jax.make_mesh((2, 4), ("data", "model"), axis_types=(jax.sharding.AxisType.Explicit,) * 2)
-      specs = {"w": P("data", "model"), "b": P(None, "model"), "s": P()}
-      shardings = jax.tree.map(lambda s: NamedSharding(mesh, s), specs)
-      params = jax.device_put({"w": jnp.ones((4, 8)), "b": jnp.ones((3, 8)), "s": jnp.ones(())}, shardings)
-      data = jax.device_put(jnp.arange(2 * 8.0).reshape(2, 8), NamedSharding(mesh, P(None, "model")))
-      loss = lambda p, x: jnp.sum(jnp.sin(p["w"] * x[0])) + jnp.sum(p["b"] * x[1]) + p["s"] ** 2
-      for dtype, mode in [(jnp.float32, "opaque"), (jnp.bfloat16, "opaque"), (jnp.float32, "transparent")]:
-        typed = jax.device_put({k: jnp.ones(v.shape, dtype) for k, v in params.items()}, shardings)
-        tx = nexus.nexus(optax.adamw(1e-2), 0.01, num_inner_steps=2, mode=mode)
-        with jax.set_mesh(mesh):  # explicit axes: outputs that only copy shardings need the mesh
-          state = jax.jit(tx.init)(typed)
-        def step(params, state, data):
-          if mode == "opaque":
-            loss_fn = lambda p, i: loss(p, data * (1.0 + i))
-            updates, state = tx.update(params, state, params, loss_fn=loss_fn)
-          else:
-            updates, state = tx.update(jax.grad(loss)(params, data), state, params)
-          return optax.apply_updates(params, updates), state
-        step = jax.jit(step, donate_argnums=(0, 1))
-        def check(params, state):
-          copies = [state.outer_params] if dtype == jnp.bfloat16 or mode == "transparent" else []
-          for name in specs:
-            for copy in copies:
-              assert copy[name].sharding.spec == params[name].sharding.spec, name
-            mu = state.outer_state[0].mu[name]
-            assert mu.sharding.spec == params[name].sharding.spec, (name, mu.sharding)
-        check(typed, state)
-        first = jax.tree.map(lambda x: x.sharding, state)
-        for _ in range(3):
-          typed, state = step(typed, state, data)
-          check(typed, state)
-          same = jax.tree.map(lambda x, s: x.sharding.is_equivalent_to(s, x.ndim), state, first)
-          assert all(jax.tree.leaves(same)), same
-      print("ok")
-    """)
+class ShardingTest(parameterized.TestCase):
+  @parameterized.parameters(
+    (jnp.float32, "opaque"), (jnp.bfloat16, "opaque"), (jnp.float32, "transparent")
+  )
+  def test_state_shardings_follow_params_on_8_devices(self, dtype, mode):
+    self.assertLen(jax.devices(), 8)  # tests/conftest.py
+    mesh = jax.make_mesh(
+      (2, 4), ("data", "model"), axis_types=(jax.sharding.AxisType.Explicit,) * 2
+    )
+    specs = {"w": P("data", "model"), "b": P(None, "model"), "s": P()}
+    shardings = jax.tree.map(lambda s: NamedSharding(mesh, s), specs)
+    shapes = {"w": (4, 8), "b": (3, 8), "s": ()}
+    params = jax.device_put({k: jnp.ones(shape, dtype) for k, shape in shapes.items()}, shardings)
+    data = jax.device_put(jnp.arange(2 * 8.0).reshape(2, 8), NamedSharding(mesh, P(None, "model")))
+    loss = lambda p, x: jnp.sum(jnp.sin(p["w"] * x[0])) + jnp.sum(p["b"] * x[1]) + p["s"] ** 2
+    tx = nexus.nexus(optax.adamw(1e-2), 0.01, num_inner_steps=2, mode=mode)
+    with jax.set_mesh(mesh):  # explicit axes: outputs that only copy shardings need the mesh
+      state = jax.jit(tx.init)(params)
+
+    @functools.partial(jax.jit, donate_argnums=(0, 1))
+    def step(params, state, data):
+      if mode == "opaque":
+        loss_fn = lambda p, i: loss(p, data * (1.0 + i))
+        updates, state = tx.update(params, state, params, loss_fn=loss_fn)
+      else:
+        updates, state = tx.update(jax.grad(loss)(params, data), state, params)
+      return optax.apply_updates(params, updates), state
+
+    def check(params, state):
+      copies = [state.outer_params] if dtype == jnp.bfloat16 or mode == "transparent" else []
+      for name in specs:
+        for copy in copies:
+          self.assertEqual(copy[name].sharding.spec, params[name].sharding.spec, name)
+        mu = state.outer_state[0].mu[name]
+        self.assertEqual(mu.sharding.spec, params[name].sharding.spec, name)
+
+    check(params, state)
+    first = jax.tree.map(lambda x: x.sharding, state)
+    for _ in range(3):
+      params, state = step(params, state, data)
+      check(params, state)
+      same = jax.tree.map(lambda x, s: x.sharding.is_equivalent_to(s, x.ndim), state, first)
+      self.assertTrue(all(jax.tree.leaves(same)), same)
 
 
 if __name__ == "__main__":

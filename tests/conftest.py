@@ -1,0 +1,22 @@
+"""The test session's JAX, set before jax is imported: 8 fake CPU devices, fast compiles, one cache.
+
+- 8 CPU devices in this process, so sharding tests run in-process; trainer tests that are not about
+  sharding pin a 1-device mesh (``tests/train/harness.one_device``), which compiles and runs faster.
+- XLA's backend optimizations are off: the tests' tiny programs run a few steps, so compile time
+  dominates (it halves); the numerics stay within float32 rounding of an optimized build.
+- One persistent compilation cache for the session (its subprocesses and xdist workers inherit the
+  environment): the suite compiles the same tiny trainer many times, and a cached compile is ~1 s.
+"""
+
+import atexit
+import os
+import shutil
+import tempfile
+
+from tests import multidevice
+
+os.environ["JAX_PLATFORMS"] = "cpu"
+os.environ["XLA_FLAGS"] = multidevice.xla_flags(8)
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="nexus-tests-jax-cache-")
+  atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
