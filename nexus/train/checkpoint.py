@@ -1,25 +1,33 @@
-"""Checkpoints of the whole training state with orbax: asynchronous, keep-last-N, robust resume.
+"""Checkpoints of a training run with orbax: separate items, asynchronous, keep-last-N, robust resume.
 
-A checkpoint of step N is the orbax step directory ``<directory>/N`` holding two items:
+A checkpoint of step N is the orbax step directory ``<directory>/N`` holding one item per part:
 
-- ``state``: the train-state pytree (parameters, optimizer state, step, RNG key data ...), saved with
-  ``StandardSave`` and restored straight into the shardings of an abstract state, so no array is ever
-  gathered on one device;
-- ``metadata``: JSON ``{"process_metadata": [m_0, m_1, ...]}``, the small dict each process passed to
-  ``save`` (its data-iterator position differs per process; orbax writes JSON from process 0 only, so
-  the dicts are gathered there first).
+- ``params``: the model parameters (a pure dict of arrays). ``load_params`` reads this item alone, with
+  shapes from orbax's metadata, so evaluation builds neither the optimizer nor the schedule;
+- ``opt_state``: the optimizer state;
+- ``counters``: the train state's other fields (step, skipped-step count), a dict by field name;
+- ``data``: the data iterator's position, written by grain's own orbax handler (``grain.checkpoint``)
+  as one JSON file per process (``process_<i>-of-<n>.json``), so every process resumes its own stream;
+- ``config``: the run's config as JSON, which ``run_history`` compares with a resumed run's config.
+
+Arrays are saved with ``StandardSave`` and restored straight into the shardings of an abstract state,
+so no array is ever gathered on one device. The train state is a NamedTuple with ``params`` and
+``opt_state`` fields (``nexus.train.step.TrainState``).
 
 Robustness, the reason this wrapper exists:
 
 - orbax writes into ``N.orbax-checkpoint-tmp...`` and renames it on commit, so a save cut short (SIGKILL,
   preemption) leaves no step N; the leftover is ignored, and replaced when step N is saved again.
 - A committed checkpoint can still be damaged afterwards (truncated or deleted files, a bad disk).
-  ``restore_latest`` tries the steps newest first; any failure is logged as a warning naming the step,
-  and the previous step is tried. Nothing is deleted: a step found unreadable stays on disk until the
-  resumed run saves that step again (it is then replaced) or keep-last-N retires it.
+  ``restore_latest`` tries the steps newest first; a step counts only when every item reads. Any failure
+  is logged as a warning naming the step, and the previous step is tried. Nothing is deleted: a step
+  found unreadable stays on disk until the resumed run saves that step again (it is then replaced) or
+  keep-last-N retires it.
 - If checkpoints exist but none can be restored, ``restore_latest`` raises a one-line ``ValueError``
   instead of returning None: silently training from scratch would mix a new run into the old one's
   directory. The usual cause is a changed model or optimizer config.
+- Checkpoints of the older layout (one ``state`` item plus a ``metadata`` blob) are refused with a
+  one-line ``ValueError``, for the same reason.
 - With several processes, all of them restore the same step: each reads process-locally and a step counts
   as readable only when every process read it (a damaged shard may be read by one process only).
 - A save that cannot be written (a full disk, a lost mount) raises ``CheckpointWriteError``: one line
@@ -34,13 +42,21 @@ from typing import Any
 
 from absl import logging
 from etils import epath
+import grain
+import grain.checkpoint
 import jax
 from jax.experimental import multihost_utils
 import numpy as np
 import orbax.checkpoint as ocp
 
-_STATE = "state"
-_METADATA = "metadata"
+SUBDIRECTORY = "checkpoints"  # where a run keeps its checkpoints, inside its workdir
+
+_PARAMS = "params"
+_OPT_STATE = "opt_state"
+_COUNTERS = "counters"
+_DATA = "data"
+_CONFIG = "config"
+_OLD_LAYOUT_ITEM = "state"  # the single train-state item of checkpoints from before the split
 
 
 class CheckpointWriteError(OSError):
@@ -70,9 +86,10 @@ def _write_error_errno(error: BaseException) -> int | None:
 
 
 class Checkpointer:
-  """Saves and restores ``(step, state, metadata)`` in one directory; see the module docstring.
+  """Saves and restores ``(step, train state, data iterator, config)`` in one directory.
 
-  Every process of a multi-process run must make the same calls, in the same order.
+  See the module docstring. Every process of a multi-process run must make the same calls, in the
+  same order.
   """
 
   def __init__(self, directory: str, *, keep: int = 3, async_save: bool = True):
@@ -91,12 +108,10 @@ class Checkpointer:
       raise ValueError(
         f"keep={keep!r} must be a positive integer (the number of checkpoints to keep)."
       )
-    if "://" not in str(directory):  # orbax needs absolute local paths; URLs (gs://...) are kept
-      directory = os.path.abspath(directory)
-    self._directory = str(directory)
-    _check_writable(epath.Path(directory))
+    self._directory = _absolute(directory)
+    _check_writable(epath.Path(self._directory))
     self._manager = ocp.CheckpointManager(
-      epath.Path(directory),
+      epath.Path(self._directory),
       options=ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=async_save),
     )
     self._unreadable_steps: set[int] = set()
@@ -123,29 +138,45 @@ class Checkpointer:
         "then run again to resume from the last saved step.",
       ) from None
 
-  def save(self, step: int, state: Any, metadata: dict, *, force: bool = False) -> None:
-    """Saves ``state`` and ``metadata`` as step ``step``, keeping the last ``keep`` checkpoints.
+  def save(
+    self,
+    step: int,
+    state: Any,
+    *,
+    data_iterator: grain.DatasetIterator,
+    config: dict,
+    force: bool = False,
+  ) -> None:
+    """Saves ``state``, the position of ``data_iterator`` and ``config`` as step ``step``.
 
-    Saving a step that is already saved (or being saved) is a no-op, so the preemption handler may save
-    the step that a periodic save has just written. A step that ``restore_latest`` found unreadable is
-    replaced instead.
+    Keeps the last ``keep`` checkpoints. Saving a step that is already saved (or being saved) is a
+    no-op, so the preemption handler may save the step that a periodic save has just written. A step
+    that ``restore_latest`` found unreadable is replaced instead.
 
     Args:
       step: the completed step number (a non-negative int).
-      state: a pytree of (possibly sharded) jax arrays.
-      metadata: a JSON-serialisable dict (data-iterator state, config, ...); tuples come back as lists.
+      state: the train state, a NamedTuple with ``params`` and ``opt_state`` fields whose leaves are
+        (possibly sharded) jax arrays.
+      data_iterator: this process's grain iterator; its position is read before ``save`` returns.
+      config: the run's config, a JSON-serialisable dict (tuples come back as lists).
       force: the preemption save: also block until the checkpoint is committed, since the process is
         about to exit.
 
     Raises:
-      ValueError: ``step`` is not a non-negative int or ``metadata`` is not a JSON-serialisable dict.
+      ValueError: a bad ``step``, ``state``, ``data_iterator`` or ``config``.
     """
     if not isinstance(step, (int, np.integer)) or isinstance(step, bool) or step < 0:
       raise ValueError(
         f"checkpoint step {step!r} must be a non-negative int; pass the completed step number."
       )
     step = int(step)
-    metadata_json = _metadata_json(metadata)
+    items = _state_items(state)
+    if not isinstance(data_iterator, grain.DatasetIterator):
+      raise ValueError(
+        f"data_iterator must be a grain.DatasetIterator, got {type(data_iterator).__name__}; pass the "
+        "stream of nexus.data.make_train_stream."
+      )
+    _check_json(config)
     if step in self._manager.all_steps():
       if step not in self._unreadable_steps:
         logging.info(
@@ -159,15 +190,15 @@ class Checkpointer:
       )
       self._manager.delete(step)
       self._unreadable_steps.discard(step)
-    process_metadata = [json.loads(text) for text in _gather_from_processes(metadata_json)]
     with self._writing(step):
       self._manager.save(
         step,
         args=ocp.args.Composite(
+          **{name: ocp.args.StandardSave(tree) for name, tree in _non_empty(items).items()},
           **{
-            _STATE: ocp.args.StandardSave(state),
-            _METADATA: ocp.args.JsonSave({"process_metadata": process_metadata}),
-          }
+            _DATA: grain.checkpoint.CheckpointSave(data_iterator),
+            _CONFIG: ocp.args.JsonSave(config),
+          },
         ),
         force=True,  # the caller decides when to save; orbax's save-interval policy is not used
       )
@@ -179,46 +210,56 @@ class Checkpointer:
     """The newest saved step (including a save still in flight), or None when there is none."""
     return self._manager.latest_step()
 
-  def restore_latest(self, abstract_state: Any) -> tuple[int, Any, dict] | None:
+  def restore_latest(
+    self, abstract_state: Any, data_iterator: grain.DatasetIterator
+  ) -> tuple[int, Any] | None:
     """Restores the newest readable checkpoint, falling back past damaged ones with a warning.
 
     Args:
-      abstract_state: the state's pytree of ``jax.ShapeDtypeStruct`` with ``sharding`` set; arrays are
-        restored directly into those shardings (and dtypes).
+      abstract_state: the train state's pytree of ``jax.ShapeDtypeStruct`` with ``sharding`` set;
+        arrays are restored directly into those shardings (and dtypes).
+      data_iterator: this process's grain iterator, set to the restored step's position in place.
 
     Returns:
-      ``(step, state, metadata)`` with this process's metadata dict, or None when there is no checkpoint.
+      ``(step, state)``, or None when there is no checkpoint (``data_iterator`` is then untouched).
 
     Raises:
-      ValueError: a leaf of ``abstract_state`` has no sharding, or checkpoints exist but none of them
-        could be restored (one line naming the directory and the newest checkpoint's error).
+      ValueError: a leaf of ``abstract_state`` has no sharding, the checkpoints have the old layout,
+        or checkpoints exist but none of them could be restored (one line naming the directory and
+        the newest checkpoint's error).
     """
+    items = _state_items(abstract_state)
     _check_abstract_state(abstract_state)
     self.wait()
     reader = _process_local_reader(self._directory)
     try:
-      return self._restore_newest_readable(reader, abstract_state)
+      steps = _readable_layout_steps(reader, self._directory)
+      restore_args = ocp.args.Composite(
+        **{name: ocp.args.StandardRestore(tree) for name, tree in _non_empty(items).items()},
+        **{
+          _DATA: grain.checkpoint.CheckpointRestore(data_iterator),
+          _CONFIG: ocp.args.JsonRestore(),
+        },
+      )
+      found = self._restore_newest_readable(reader, steps, restore_args)
     finally:
       reader.close()
+    if found is None:
+      return None
+    step, restored = found
+    items.update({name: restored[name] for name in _non_empty(items)})
+    return step, abstract_state._replace(
+      params=items[_PARAMS], opt_state=items[_OPT_STATE], **items[_COUNTERS]
+    )
 
-  def _restore_newest_readable(self, reader: ocp.CheckpointManager, abstract_state: Any):
-    """Tries the steps newest first; see ``restore_latest``."""
-    steps = sorted(reader.all_steps(), reverse=True)
+  def _restore_newest_readable(self, reader: ocp.CheckpointManager, steps: list[int], args):
+    """Tries ``steps`` newest first; returns ``(step, restored items)``; see ``restore_latest``."""
     if not steps:
       return None
     newest_error = None
     for index, step in enumerate(steps):
       try:
-        restored = reader.restore(
-          step,
-          args=ocp.args.Composite(
-            **{
-              _STATE: ocp.args.StandardRestore(abstract_state),
-              _METADATA: ocp.args.JsonRestore(),
-            }
-          ),
-        )
-        metadata = _this_process_metadata(restored[_METADATA])
+        restored = reader.restore(step, args=args)
         error = None
       except Exception as caught:  # pylint: disable=broad-except  # any failure makes the step unusable
         error = caught
@@ -230,7 +271,7 @@ class Checkpointer:
             self._directory,
             steps[:index],
           )
-        return step, restored[_STATE], metadata
+        return step, restored
       error = error or RuntimeError("another process could not read it")
       newest_error = newest_error or error
       self._unreadable_steps.add(step)
@@ -252,22 +293,25 @@ class Checkpointer:
       "directory; otherwise move the damaged steps out of it."
     )
 
-  def latest_metadata(self) -> tuple[int, dict] | None:
-    """``(step, this process's metadata)`` of the newest checkpoint whose metadata reads, or None.
+  def latest_config(self) -> tuple[int, dict] | None:
+    """``(step, saved config)`` of the newest checkpoint whose config reads, or None.
 
-    Reads no arrays, so a run can check what it is about to resume (e.g. its config) before restoring.
+    Reads no arrays, so a run can check what it is about to resume before restoring.
+
+    Raises:
+      ValueError: the checkpoints have the old layout.
     """
     self.wait()
     reader = _process_local_reader(self._directory)
     try:
-      for step in sorted(reader.all_steps(), reverse=True):
+      for step in _readable_layout_steps(reader, self._directory):
         try:
           restored = reader.restore(
-            step, args=ocp.args.Composite(**{_METADATA: ocp.args.JsonRestore()})
+            step, args=ocp.args.Composite(**{_CONFIG: ocp.args.JsonRestore()})
           )
-          return step, _this_process_metadata(restored[_METADATA])
+          return step, restored[_CONFIG]
         except Exception as error:  # pylint: disable=broad-except  # restore_latest reports damaged steps
-          logging.info("Metadata of checkpoint step %d is unreadable (%s).", step, _one_line(error))
+          logging.info("Config of checkpoint step %d is unreadable (%s).", step, _one_line(error))
       return None
     finally:
       reader.close()
@@ -289,6 +333,116 @@ class Checkpointer:
     """
     with self._writing(self._saving_step):
       self._manager.close()
+
+
+def saved_steps(workdir: str) -> list[int]:
+  """The committed checkpoint steps of the run in ``workdir``, oldest first.
+
+  Raises:
+    ValueError: ``workdir`` has no checkpoints (one line naming the directory and the fix), or they
+      have the old layout.
+  """
+  directory = _run_directory(workdir)
+  if not epath.Path(directory).is_dir():
+    raise ValueError(
+      f"{directory} does not exist; pass the --workdir of a run made by launch.train."
+    )
+  reader = _process_local_reader(directory)
+  try:
+    steps = _readable_layout_steps(reader, directory)
+  finally:
+    reader.close()
+  if not steps:
+    raise ValueError(f"no checkpoint in {directory}; train the run first.")
+  return sorted(steps)
+
+
+def load_params(workdir: str, step: int | None = None, *, shardings: Any = None) -> dict:
+  """The model parameters of the run in ``workdir`` at ``step`` (default: the newest checkpoint).
+
+  Reads only the ``params`` item, with shapes and dtypes from orbax's metadata: no model, optimizer
+  or schedule is built.
+
+  Args:
+    workdir: a run directory made by ``launch.train``.
+    step: a saved step (see ``saved_steps``); None for the newest.
+    shardings: a pytree of ``jax.sharding.Sharding`` matching the params to restore into (e.g. a
+      run's ``state_shardings.params``); None puts every array on the default device.
+
+  Returns:
+    The params as a pure dict of jax arrays (what ``nnx.merge(graphdef, params)`` takes).
+
+  Raises:
+    ValueError: no checkpoint, no such step, or the step's params cannot be read (one line each).
+  """
+  steps, directory = saved_steps(workdir), _run_directory(workdir)
+  if step is None:
+    step = steps[-1]
+  elif step not in steps:
+    raise ValueError(
+      f"step {step!r} is not saved in {directory} (saved: {steps}); pass one of them, or step=None "
+      "for the newest."
+    )
+  reader = _process_local_reader(directory)
+  try:
+    metadata = ocp.StandardCheckpointHandler().metadata(epath.Path(directory) / str(step) / _PARAMS)
+    default = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    abstract = jax.tree.map(
+      lambda leaf, sharding: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding),
+      metadata.tree,
+      jax.tree.map(lambda _: default, metadata.tree) if shardings is None else shardings,
+    )
+    restored = reader.restore(
+      step, args=ocp.args.Composite(**{_PARAMS: ocp.args.StandardRestore(abstract)})
+    )
+  except Exception as error:  # pylint: disable=broad-except  # damaged files, mismatched shardings ...
+    raise ValueError(
+      f"the params of checkpoint step {step} in {directory} could not be read ({_one_line(error)}); "
+      f"pass another saved step (saved: {steps}) or check the files."
+    ) from None
+  finally:
+    reader.close()
+  return restored[_PARAMS]
+
+
+def _absolute(directory: str) -> str:
+  """orbax needs absolute local paths; URLs (gs://...) are kept."""
+  return str(directory) if "://" in str(directory) else os.path.abspath(directory)
+
+
+def _run_directory(workdir: str) -> str:
+  return _absolute(os.path.join(workdir, SUBDIRECTORY))
+
+
+def _state_items(state: Any) -> dict[str, Any]:
+  """The train state's orbax items: ``params``, ``opt_state`` and ``counters`` (the other fields)."""
+  fields = getattr(state, "_fields", ())
+  if _PARAMS not in fields or _OPT_STATE not in fields:
+    raise ValueError(
+      f"the train state must be a NamedTuple with params and opt_state fields, got "
+      f"{type(state).__name__}; pass a nexus.train.step.TrainState."
+    )
+  counters = {
+    name: value for name, value in state._asdict().items() if name not in (_PARAMS, _OPT_STATE)
+  }
+  return {_PARAMS: state.params, _OPT_STATE: state.opt_state, _COUNTERS: counters}
+
+
+def _non_empty(items: dict[str, Any]) -> dict[str, Any]:
+  """The items with arrays: orbax refuses to save an empty tree (e.g. a stateless optimizer's)."""
+  return {name: tree for name, tree in items.items() if jax.tree.leaves(tree)}
+
+
+def _readable_layout_steps(reader: ocp.CheckpointManager, directory: str) -> list[int]:
+  """The committed steps, newest first; refuses checkpoints of the old single-``state`` layout."""
+  steps = sorted(reader.all_steps(), reverse=True)
+  old = [step for step in steps if (epath.Path(directory) / str(step) / _OLD_LAYOUT_ITEM).exists()]
+  if old:
+    raise ValueError(
+      f"checkpoints {sorted(old)} in {directory} have the old layout (one 'state' item) that this "
+      "version cannot read; use a new --workdir, or finish that run with the Nexus version that wrote it."
+    )
+  return steps
 
 
 def _process_local_reader(directory: str) -> ocp.CheckpointManager:
@@ -325,16 +479,17 @@ def _check_writable(directory: epath.Path) -> None:
     ) from None
 
 
-def _metadata_json(metadata: Any) -> str:
-  if not isinstance(metadata, dict):
+def _check_json(config: Any) -> None:
+  if not isinstance(config, dict):
     raise ValueError(
-      f"checkpoint metadata must be a dict, got {type(metadata).__name__}; wrap it in a dict."
+      f"the checkpoint's config must be a dict, got {type(config).__name__}; pass config.to_dict()."
     )
   try:
-    return json.dumps(metadata)
+    json.dumps(config)
   except (TypeError, ValueError) as error:
     raise ValueError(
-      f"checkpoint metadata is not JSON-serialisable ({error}); convert it to dicts, lists, str and numbers."
+      f"the checkpoint's config is not JSON-serialisable ({error}); convert it to dicts, lists, str and "
+      "numbers."
     ) from None
 
 
@@ -347,36 +502,11 @@ def _check_abstract_state(abstract_state: Any) -> None:
       )
 
 
-def _gather_from_processes(text: str) -> list[str]:
-  """Every process's ``text``, in process order. A collective: every process must call it."""
-  if jax.process_count() == 1:
-    return [text]
-  data = np.frombuffer(text.encode(), np.uint8)
-  lengths = np.asarray(multihost_utils.process_allgather(np.array(data.size, np.int32))).ravel()
-  padded = np.zeros(int(lengths.max()), np.uint8)
-  padded[: data.size] = data
-  rows = np.asarray(multihost_utils.process_allgather(padded))
-  return [bytes(row[:length]).decode() for row, length in zip(rows, lengths)]
-
-
 def _all_processes_succeeded(succeeded: bool) -> bool:
   """True when ``succeeded`` holds on every process. A collective: every process must call it."""
   if jax.process_count() == 1:
     return succeeded
   return bool(np.asarray(multihost_utils.process_allgather(np.array(succeeded, np.int32))).min())
-
-
-def _this_process_metadata(saved: Any) -> dict:
-  """Picks this process's dict out of the saved ``{"process_metadata": [...]}``."""
-  per_process = saved["process_metadata"]
-  if len(per_process) != jax.process_count():
-    raise ValueError(
-      f"saved by {len(per_process)} processes but this run has {jax.process_count()}"
-    )
-  metadata = per_process[jax.process_index()]
-  if not isinstance(metadata, dict):
-    raise ValueError(f"the saved metadata of process {jax.process_index()} is not a dict")
-  return metadata
 
 
 def _one_line(error: BaseException) -> str:

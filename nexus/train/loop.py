@@ -150,14 +150,14 @@ def _train(config, workdir, mesh, tx, schedule, allow_config_change) -> dict:
     async_save=config.checkpoint.async_save,
   )
   try:
-    latest = checkpointer.latest_metadata()
+    latest = checkpointer.latest_config()
     changes = (
       []
       if latest is None
       else run_history.check_resume(
         workdir,
         step=latest[0],
-        saved=latest[1].get("config"),
+        saved=latest[1],
         current=schema.to_dict(config),
         allow_change=allow_config_change,
       )
@@ -196,13 +196,12 @@ def _run_steps(config, workdir, mesh, tx, schedule, checkpointer, config_changes
     process_index=jax.process_index(),
     process_count=jax.process_count(),
   )
-  restored = checkpointer.restore_latest(run.abstract_state)
+  restored = checkpointer.restore_latest(run.abstract_state, stream)
   if restored is None:
     state = run.init_state()
     start_step = 0
   else:
-    start_step, state, metadata = restored
-    stream.set_state(metadata["data"])
+    start_step, state = restored  # the stream is set to the restored step's position
     logging.info("Resumed from step %d in %s", start_step, workdir)
   run_history.record_changes(workdir, start_step, config_changes)
   run_history.record(workdir, "resume" if start_step else "start", step=start_step)
@@ -245,7 +244,8 @@ def _run_steps(config, workdir, mesh, tx, schedule, checkpointer, config_changes
       checkpointer.save(
         step_number,
         state,
-        {"data": stream.get_state(), "config": schema.to_dict(config)},
+        data_iterator=stream,
+        config=schema.to_dict(config),
         force=force,
       )
 

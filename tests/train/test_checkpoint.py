@@ -1,4 +1,5 @@
-"""Checkpointer: round trips, shardings, keep-last-N, async saves, damaged checkpoints, bad input, multi-device."""
+"""Checkpointer and load_params: round trips, shardings, keep-last-N, async saves, damaged checkpoints,
+the old layout, bad input, multi-device and multi-process."""
 
 import glob
 import os
@@ -8,29 +9,27 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-from typing import Any
-from typing import NamedTuple
 
 from absl.testing import absltest
 from absl.testing import parameterized
+from etils import epath
+import grain
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 
+from nexus.train import checkpoint as checkpoint_lib
 from nexus.train.checkpoint import Checkpointer
+from nexus.train.step import TrainState
 from tests import multidevice
 
-
-class ToyTrainState(NamedTuple):
-  step: jax.Array
-  params: Any
-  opt_state: Any
-  key_data: jax.Array
+CONFIG = {"opt": {"name": "adamw", "betas": [0.9, 0.95]}, "seed": 0}
 
 
-def make_state(seed: int = 0) -> ToyTrainState:
-  """A tiny train state: f32 and bf16 parameters, an AdamW state after one update, RNG key data."""
+def make_state(seed: int = 0) -> TrainState:
+  """A tiny train state: f32 and bf16 parameters, an AdamW state after one update, two counters."""
   params = {
     "dense": {
       "kernel": jnp.arange(12.0, dtype=jnp.float32).reshape(4, 3) + seed,
@@ -40,9 +39,15 @@ def make_state(seed: int = 0) -> ToyTrainState:
   }
   tx = optax.adamw(1e-2)
   _, opt_state = tx.update(params, tx.init(params), params)
-  return ToyTrainState(
-    jnp.int32(7 + seed), params, opt_state, jax.random.key_data(jax.random.key(seed))
-  )
+  return TrainState(jnp.int32(7 + seed), params, opt_state, jnp.int32(seed))
+
+
+def stream(position: int = 0) -> grain.DatasetIterator:
+  """A real grain iterator over 0, 1, 2, ... that has yielded ``position`` elements."""
+  iterator = iter(grain.MapDataset.range(1000).to_iter_dataset())
+  for _ in range(position):
+    next(iterator)
+  return iterator
 
 
 def abstract_of(state, sharding=None):
@@ -73,7 +78,8 @@ def step_dirs(directory):
 def data_files(step_dir):
   return [
     p
-    for p in glob.glob(os.path.join(step_dir, "state", "**", "d", "*"), recursive=True)
+    for item in ("params", "opt_state")
+    for p in glob.glob(os.path.join(step_dir, item, "**", "d", "*"), recursive=True)
     if os.path.isfile(p)
   ]
 
@@ -95,8 +101,8 @@ def overwrite_every_file(step_dir):
         f.write(b"garbage")
 
 
-def delete_metadata_item(step_dir):
-  shutil.rmtree(os.path.join(step_dir, "metadata"))
+def delete_item(name):
+  return lambda step_dir: shutil.rmtree(os.path.join(step_dir, name))
 
 
 class CheckpointerTest(parameterized.TestCase):
@@ -109,25 +115,51 @@ class CheckpointerTest(parameterized.TestCase):
     self.addCleanup(checkpointer.close)
     return checkpointer
 
+  def save(self, checkpointer, step, state=None, position=None, config=CONFIG, **kwargs):
+    """Saves ``state`` (default ``make_state(step)``) with a stream at ``position`` (default ``step``)."""
+    checkpointer.save(
+      step,
+      make_state(step) if state is None else state,
+      data_iterator=stream(step if position is None else position),
+      config=config,
+      **kwargs,
+    )
+
   def save_steps(self, checkpointer, steps):
     for step in steps:
-      checkpointer.save(step, make_state(step), {"data": {"position": step}})
+      self.save(checkpointer, step)
     checkpointer.wait()
 
-  def test_round_trip_keeps_values_dtypes_structure_and_metadata(self):
+  def restore(self, state=None, sharding=None):
+    """``(step, state, next element of the restored stream)`` of a fresh checkpointer, or None."""
+    iterator = stream()
+    restored = self.checkpointer().restore_latest(
+      abstract_of(make_state() if state is None else state, sharding), iterator
+    )
+    return None if restored is None else (*restored, next(iterator))
+
+  def test_round_trip_keeps_values_dtypes_structure_position_and_config(self):
     state = make_state()
-    metadata = {
-      "data": {"lanes": [[0, 1, {"index": 5}]], "step": 3},
-      "config": {"opt": {"name": "adamw"}},
-    }
-    self.checkpointer().save(3, state, metadata)
-    step, restored, restored_metadata = self.checkpointer().restore_latest(abstract_of(state))
-    self.assertEqual(step, 3)
+    self.save(self.checkpointer(), 3, state, position=5)
+    step, restored, next_element = self.restore()
+    self.assertEqual((step, next_element), (3, 5))
     assert_trees_equal(self, restored, state)
+    self.assertIsInstance(restored, TrainState)
     self.assertIsInstance(restored.opt_state[0], optax.ScaleByAdamState)
     self.assertEqual(restored.params["norm"].dtype, jnp.bfloat16)
-    self.assertEqual(restored.key_data.dtype, jnp.uint32)
-    self.assertEqual(restored_metadata, metadata)
+    self.assertEqual(self.checkpointer().latest_config(), (3, CONFIG))
+
+  def test_items_are_separate_with_one_json_state_per_process_for_the_stream(self):
+    self.save(self.checkpointer(), 1)
+    items = sorted(
+      name
+      for name in os.listdir(os.path.join(self.directory, "1"))
+      if os.path.isdir(os.path.join(self.directory, "1", name))
+    )
+    self.assertEqual(items, ["config", "counters", "data", "opt_state", "params"])
+    self.assertTrue(
+      os.path.isfile(os.path.join(self.directory, "1", "data", "process_0-of-1.json"))
+    )
 
   def test_relative_directory_works(self):
     parent, name = os.path.split(self.directory)
@@ -136,16 +168,14 @@ class CheckpointerTest(parameterized.TestCase):
     self.addCleanup(os.chdir, previous)
     checkpointer = Checkpointer(name, async_save=False)
     self.addCleanup(checkpointer.close)
-    checkpointer.save(1, make_state(), {})
-    self.assertEqual(checkpointer.restore_latest(abstract_of(make_state()))[0], 1)
+    self.save(checkpointer, 1)
+    self.assertEqual(checkpointer.restore_latest(abstract_of(make_state()), stream())[0], 1)
 
   def test_restores_into_the_given_sharding(self):
-    state = make_state()
     mesh = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1])
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    checkpointer = self.checkpointer()
-    checkpointer.save(1, state, {})
-    _, restored, _ = checkpointer.restore_latest(abstract_of(state, sharding))
+    self.save(self.checkpointer(), 1)
+    _, restored, _ = self.restore(sharding=sharding)
     for leaf in jax.tree.leaves(restored):
       self.assertEqual(leaf.sharding, sharding)
 
@@ -155,32 +185,33 @@ class CheckpointerTest(parameterized.TestCase):
     self.assertEqual(step_dirs(self.directory), [3, 4])
     self.assertEqual(checkpointer.latest_step(), 4)
 
-  def test_async_save_survives_donation_and_wait_commits_it(self):
+  def test_async_save_survives_donation_and_a_moving_stream_and_wait_commits_it(self):
     state = make_state(seed=1)
     expected = jax.tree.map(np.asarray, state)
     checkpointer = self.checkpointer(async_save=True)
-    checkpointer.save(5, state, {"data": 5})
+    iterator = stream(5)
+    checkpointer.save(5, state, data_iterator=iterator, config=CONFIG)
     for leaf in jax.tree.leaves(state):  # what a jitted step with donated state does to the buffers
       leaf.delete()
+    next(iterator)  # the next step reads on while the save is written
     checkpointer.wait()
     self.assertEqual(step_dirs(self.directory), [5])
-    step, restored, metadata = self.checkpointer().restore_latest(abstract_of(expected))
-    self.assertEqual((step, metadata), (5, {"data": 5}))
+    step, restored, next_element = self.restore()
+    self.assertEqual((step, next_element), (5, 5))
     assert_trees_equal(self, restored, expected)
 
   @parameterized.parameters(True, False)
   def test_saving_a_saved_step_again_is_a_no_op(self, force):
     checkpointer = self.checkpointer(async_save=True)
-    checkpointer.save(2, make_state(0), {"version": "first"})
-    checkpointer.save(2, make_state(1), {"version": "second"}, force=force)
+    self.save(checkpointer, 2, make_state(0), position=10)
+    self.save(checkpointer, 2, make_state(1), position=20, force=force)
     checkpointer.wait()
-    _, restored, metadata = checkpointer.restore_latest(abstract_of(make_state()))
-    self.assertEqual(metadata, {"version": "first"})
+    _, restored, next_element = self.restore()
+    self.assertEqual(next_element, 10)
     assert_trees_equal(self, restored, make_state(0))
 
   def test_forced_save_is_committed_when_it_returns(self):
-    checkpointer = self.checkpointer(async_save=True)
-    checkpointer.save(4, make_state(), {}, force=True)
+    self.save(self.checkpointer(async_save=True), 4, force=True)
     self.assertEqual(step_dirs(self.directory), [4])
     self.assertEmpty([name for name in os.listdir(self.directory) if not name.isdigit()])
 
@@ -188,15 +219,17 @@ class CheckpointerTest(parameterized.TestCase):
     ("truncated_data", truncate_data_files),
     ("deleted_data", delete_data_files),
     ("garbage_everywhere", overwrite_every_file),
-    ("deleted_metadata", delete_metadata_item),
+    ("deleted_params", delete_item("params")),
+    ("deleted_counters", delete_item("counters")),
+    ("deleted_stream_position", delete_item("data")),
+    ("deleted_config", delete_item("config")),
   )
   def test_damaged_latest_falls_back_with_a_warning_and_stays_on_disk(self, damage):
-    checkpointer = self.checkpointer()
-    self.save_steps(checkpointer, [1, 2, 3])
+    self.save_steps(self.checkpointer(), [1, 2, 3])
     damage(os.path.join(self.directory, "3"))
     with self.assertLogs(level="WARNING") as logs:
-      step, restored, metadata = self.checkpointer().restore_latest(abstract_of(make_state()))
-    self.assertEqual((step, metadata), (2, {"data": {"position": 2}}))
+      step, restored, next_element = self.restore()
+    self.assertEqual((step, next_element), (2, 2))
     assert_trees_equal(self, restored, make_state(2))
     self.assertTrue(
       any("step 3" in line and "falling back to step 2" in line for line in logs.output),
@@ -204,14 +237,21 @@ class CheckpointerTest(parameterized.TestCase):
     )
     self.assertEqual(step_dirs(self.directory), [1, 2, 3])
 
+  def test_latest_config_skips_an_unreadable_config(self):
+    checkpointer = self.checkpointer()
+    self.save(checkpointer, 1, config={"version": 1})
+    self.save(checkpointer, 2, config={"version": 2})
+    delete_item("config")(os.path.join(self.directory, "2"))
+    self.assertEqual(self.checkpointer().latest_config(), (1, {"version": 1}))
+
   def test_resumed_run_replaces_the_unreadable_step_when_it_saves_it_again(self):
     self.save_steps(self.checkpointer(), [1, 2])
     truncate_data_files(os.path.join(self.directory, "2"))
     resumed = self.checkpointer()
-    self.assertEqual(resumed.restore_latest(abstract_of(make_state()))[0], 1)
-    resumed.save(2, make_state(2), {"data": "replaced"})
-    step, restored, metadata = self.checkpointer().restore_latest(abstract_of(make_state()))
-    self.assertEqual((step, metadata), (2, {"data": "replaced"}))
+    self.assertEqual(resumed.restore_latest(abstract_of(make_state()), stream())[0], 1)
+    self.save(resumed, 2, position=42)
+    step, restored, next_element = self.restore()
+    self.assertEqual((step, next_element), (2, 42))
     assert_trees_equal(self, restored, make_state(2))
 
   def test_uncommitted_save_is_ignored(self):
@@ -223,26 +263,29 @@ class CheckpointerTest(parameterized.TestCase):
     truncate_data_files(half_written)
     reopened = self.checkpointer()
     self.assertEqual(reopened.latest_step(), 2)
-    self.assertEqual(reopened.restore_latest(abstract_of(make_state()))[0], 2)
-    reopened.save(3, make_state(3), {})
-    self.assertEqual(self.checkpointer().restore_latest(abstract_of(make_state()))[0], 3)
+    self.assertEqual(reopened.restore_latest(abstract_of(make_state()), stream())[0], 2)
+    self.save(reopened, 3)
+    self.assertEqual(self.restore()[0], 3)
 
   def test_step_directory_without_commit_marker_falls_back(self):
     self.save_steps(self.checkpointer(), [1, 2])
     partial = os.path.join(self.directory, "3")
     os.makedirs(partial)
-    shutil.copytree(os.path.join(self.directory, "2", "state"), os.path.join(partial, "state"))
+    shutil.copytree(os.path.join(self.directory, "2", "params"), os.path.join(partial, "params"))
     for marker in glob.glob(os.path.join(partial, "**", "commit_success.txt"), recursive=True):
       os.remove(marker)
     with self.assertLogs(level="WARNING") as logs:
-      step, _, _ = self.checkpointer().restore_latest(abstract_of(make_state()))
+      step, _, _ = self.restore()
     self.assertEqual(step, 2)
     self.assertTrue(any("step 3" in line for line in logs.output))
 
-  def test_no_checkpoint_restores_none(self):
+  def test_no_checkpoint_restores_none_and_leaves_the_stream(self):
     checkpointer = self.checkpointer()
     self.assertIsNone(checkpointer.latest_step())
-    self.assertIsNone(checkpointer.restore_latest(abstract_of(make_state())))
+    self.assertIsNone(checkpointer.latest_config())
+    iterator = stream(3)
+    self.assertIsNone(checkpointer.restore_latest(abstract_of(make_state()), iterator))
+    self.assertEqual(next(iterator), 3)
 
   def test_all_checkpoints_unreadable_raise_one_line_error_and_keep_them(self):
     self.save_steps(self.checkpointer(), [1, 2])
@@ -252,19 +295,45 @@ class CheckpointerTest(parameterized.TestCase):
       self.assertLogs(level="WARNING"),
       self.assertRaisesRegex(ValueError, r"steps \[2, 1\]") as raised,
     ):
-      self.checkpointer().restore_latest(abstract_of(make_state()))
+      self.restore()
     self.assertNotIn("\n", str(raised.exception))
     self.assertIn(self.directory, str(raised.exception))
     self.assertEqual(step_dirs(self.directory), [1, 2])
 
   def test_changed_state_shapes_raise_one_line_error(self):
     self.save_steps(self.checkpointer(), [1])
-    bigger = make_state()._replace(key_data=jnp.zeros((5,), jnp.uint32))
+    bigger = make_state()._replace(skipped_steps=jnp.zeros((5,), jnp.int32))
     with (
       self.assertLogs(level="WARNING"),
       self.assertRaisesRegex(ValueError, "model, optimizer or process count"),
     ):
-      self.checkpointer().restore_latest(abstract_of(bigger))
+      self.restore(bigger)
+
+  def test_old_layout_is_refused_in_one_line_naming_the_fix(self):
+    manager = ocp.CheckpointManager(
+      epath.Path(self.directory),
+      options=ocp.CheckpointManagerOptions(enable_async_checkpointing=False),
+    )
+    manager.save(
+      4,
+      args=ocp.args.Composite(
+        state=ocp.args.StandardSave(make_state()),
+        metadata=ocp.args.JsonSave({"process_metadata": [{"config": CONFIG}]}),
+      ),
+    )
+    manager.close()
+    checkpointer = self.checkpointer()
+    workdir = os.path.dirname(self.directory)
+    for call in (
+      checkpointer.latest_config,
+      lambda: checkpointer.restore_latest(abstract_of(make_state()), stream()),
+      lambda: checkpoint_lib.load_params(workdir),
+    ):
+      with self.assertRaisesRegex(
+        ValueError, r"checkpoints \[4\] .* old layout .*new --workdir"
+      ) as raised:
+        call()
+      self.assertNotIn("\n", str(raised.exception))
 
   def test_unwritable_directory_raises_one_line_error(self):
     not_a_directory = os.path.join(temp_dir(self), "a_file")
@@ -278,14 +347,22 @@ class CheckpointerTest(parameterized.TestCase):
 
   def test_bad_arguments_raise_one_line_errors(self):
     checkpointer = self.checkpointer()
+    state = make_state()
     cases = [
       (lambda: Checkpointer(self.directory, keep=0), "keep=0 must be a positive integer"),
-      (lambda: checkpointer.save(-1, make_state(), {}), "non-negative int"),
-      (lambda: checkpointer.save(1, make_state(), {"array": np.ones(2)}), "not JSON-serialisable"),
-      (lambda: checkpointer.save(1, make_state(), [1]), "must be a dict"),
+      (lambda: self.save(checkpointer, -1), "non-negative int"),
+      (lambda: self.save(checkpointer, 1, config={"array": np.ones(2)}), "not JSON-serialisable"),
+      (lambda: self.save(checkpointer, 1, config=[1]), "must be a dict"),
+      (lambda: self.save(checkpointer, 1, state={"params": {}}), "NamedTuple with params"),
       (
-        lambda: checkpointer.restore_latest({"w": jax.ShapeDtypeStruct((2,), jnp.float32)}),
-        r"leaf \['w'\] has no sharding",
+        lambda: checkpointer.save(1, state, data_iterator=iter([1, 2]), config=CONFIG),
+        "must be a grain.DatasetIterator",
+      ),
+      (
+        lambda: checkpointer.restore_latest(
+          state._replace(step=jax.ShapeDtypeStruct((), jnp.int32)), stream()
+        ),
+        r"leaf .*step.* has no sharding",
       ),
     ]
     for call, message in cases:
@@ -295,73 +372,145 @@ class CheckpointerTest(parameterized.TestCase):
     self.assertEqual(step_dirs(self.directory), [])
 
 
+class LoadParamsTest(absltest.TestCase):
+  def setUp(self):
+    super().setUp()
+    self.workdir = temp_dir(self)
+    checkpointer = Checkpointer(
+      os.path.join(self.workdir, checkpoint_lib.SUBDIRECTORY), async_save=False
+    )
+    for step in (2, 4):
+      checkpointer.save(step, make_state(step), data_iterator=stream(step), config=CONFIG)
+    checkpointer.close()
+
+  def test_newest_and_given_steps_round_trip_without_an_optimizer(self):
+    assert_trees_equal(self, checkpoint_lib.load_params(self.workdir), make_state(4).params)
+    assert_trees_equal(self, checkpoint_lib.load_params(self.workdir, 2), make_state(2).params)
+    self.assertEqual(checkpoint_lib.saved_steps(self.workdir), [2, 4])
+
+  def test_restores_into_given_shardings(self):
+    mesh = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1])
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    shardings = jax.tree.map(lambda _: sharding, make_state().params)
+    params = checkpoint_lib.load_params(self.workdir, shardings=shardings)
+    for leaf in jax.tree.leaves(params):
+      self.assertEqual(leaf.sharding, sharding)
+
+  def test_missing_workdir_step_or_files_raise_one_line_errors(self):
+    empty = temp_dir(self)
+    os.makedirs(os.path.join(empty, checkpoint_lib.SUBDIRECTORY))
+    shutil.rmtree(os.path.join(self.workdir, checkpoint_lib.SUBDIRECTORY, "2", "params"))
+    cases = [
+      (os.path.join(self.workdir, "nope"), None, "does not exist; pass the --workdir"),
+      (empty, None, "no checkpoint in .*; train the run first"),
+      (self.workdir, 3, r"step 3 is not saved in .* \(saved: \[2, 4\]\); pass one of them"),
+      (self.workdir, 2, "the params of checkpoint step 2 .* could not be read"),
+    ]
+    for workdir, step, message in cases:
+      with self.assertRaisesRegex(ValueError, message) as raised:
+        checkpoint_lib.load_params(workdir, step)
+      self.assertNotIn("\n", str(raised.exception))
+
+
 class MultiDeviceCheckpointTest(absltest.TestCase):
-  def test_state_sharded_over_a_2x4_mesh_round_trips_into_the_same_shardings(self):
-    directory = temp_dir(self)
+  def test_state_sharded_over_a_2x4_mesh_round_trips_and_its_params_load_on_one_device(self):
+    workdir = temp_dir(self)
     out = multidevice.run_with_devices(f"""
-        import jax, jax.numpy as jnp, numpy as np
+        import os
+        import grain, jax, jax.numpy as jnp, numpy as np
         from jax.sharding import NamedSharding, PartitionSpec as P
-        from nexus.train.checkpoint import Checkpointer
+        from nexus.train import checkpoint as checkpoint_lib
+        from nexus.train.step import TrainState
 
         mesh = jax.make_mesh((2, 4), ("data", "fsdp"))
-        specs = {{"kernel": P("data", "fsdp"), "rows": P("fsdp"), "replicated": P(), "step": P()}}
-        values = {{"kernel": jnp.arange(64.0).reshape(8, 8), "rows": jnp.arange(8, dtype=jnp.bfloat16),
-                  "replicated": jnp.ones((3,)), "step": jnp.int32(9)}}
-        shardings = {{name: NamedSharding(mesh, spec) for name, spec in specs.items()}}
+        values = TrainState(
+          step=jnp.int32(9),
+          params={{"kernel": jnp.arange(64.0).reshape(8, 8), "rows": jnp.arange(8, dtype=jnp.bfloat16)}},
+          opt_state={{"replicated": jnp.ones((3,))}},
+          skipped_steps=jnp.int32(1),
+        )
+        shardings = TrainState(
+          step=NamedSharding(mesh, P()),
+          params={{"kernel": NamedSharding(mesh, P("data", "fsdp")), "rows": NamedSharding(mesh, P("fsdp"))}},
+          opt_state={{"replicated": NamedSharding(mesh, P())}},
+          skipped_steps=NamedSharding(mesh, P()),
+        )
         state = jax.device_put(values, shardings)
-        checkpointer = Checkpointer({directory!r}, async_save=True)
-        checkpointer.save(9, state, {{"data": 9}})
+        directory = os.path.join({workdir!r}, checkpoint_lib.SUBDIRECTORY)
+        checkpointer = checkpoint_lib.Checkpointer(directory, async_save=True)
+        checkpointer.save(9, state, data_iterator=iter(grain.MapDataset.range(9).to_iter_dataset()), config={{}})
         checkpointer.wait()
         abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), values, shardings)
-        step, restored, metadata = Checkpointer({directory!r}).restore_latest(abstract)
-        assert (step, metadata) == (9, {{"data": 9}}), (step, metadata)
-        for name in values:
-          assert restored[name].sharding == shardings[name], (name, restored[name].sharding)
-          assert restored[name].dtype == values[name].dtype, name
-          np.testing.assert_array_equal(np.asarray(restored[name]), np.asarray(values[name]))
-        print("restored", len(restored), "sharded leaves")
+        step, restored = checkpoint_lib.Checkpointer(directory).restore_latest(
+          abstract, iter(grain.MapDataset.range(9).to_iter_dataset()))
+        assert step == 9, step
+        for got, want, sharding in zip(jax.tree.leaves(restored), jax.tree.leaves(values), jax.tree.leaves(shardings)):
+          assert got.sharding == sharding, (got.sharding, sharding)
+          assert got.dtype == want.dtype, (got.dtype, want.dtype)
+          np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+        params = checkpoint_lib.load_params({workdir!r})
+        for name, leaf in params.items():
+          assert leaf.sharding == jax.sharding.SingleDeviceSharding(jax.devices()[0]), name
+          np.testing.assert_array_equal(np.asarray(leaf), np.asarray(values.params[name]))
+        print("restored", len(jax.tree.leaves(restored)), "sharded leaves")
     """)
-    self.assertIn("restored 4 sharded leaves", out)
+    self.assertIn("restored 5 sharded leaves", out)
 
 
 _TWO_PROCESS_BODY = """
 import glob, os, sys
-import jax, jax.numpy as jnp, numpy as np
+import grain, jax, jax.numpy as jnp, numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 process, port, directory = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 jax.distributed.initialize(f"127.0.0.1:{port}", 2, process)
 from jax.experimental import multihost_utils
 from nexus.train.checkpoint import Checkpointer
+from nexus.train.step import TrainState
 
 mesh = jax.make_mesh((4,), ("data",))
 sharding = NamedSharding(mesh, P("data"))
+replicated = NamedSharding(mesh, P())
 values = np.arange(4096.0).reshape(8, 512)  # big enough to be stored out of line, in per-process files
-abstract = {"w": jax.ShapeDtypeStruct(values.shape, jnp.float32, sharding=sharding)}
+scalar = jax.ShapeDtypeStruct((), jnp.int32, sharding=replicated)
+abstract = TrainState(
+  scalar, {"w": jax.ShapeDtypeStruct(values.shape, jnp.float32, sharding=sharding)}, (), scalar
+)
 def state(step):
-  return {"w": jax.make_array_from_callback(values.shape, sharding, lambda index: values[index] + step)}
+  w = jax.make_array_from_callback(values.shape, sharding, lambda index: values[index] + step)
+  counter = jax.device_put(jnp.int32(step), replicated)
+  return TrainState(counter, {"w": w}, (), counter)
+
+def stream(position):
+  # Each process reads its own elements: process p yields p, p + 2, p + 4, ...
+  iterator = iter(grain.MapDataset.range(1000)[process::2].to_iter_dataset())
+  for _ in range(position):
+    next(iterator)
+  return iterator
 
 checkpointer = Checkpointer(directory, async_save=False)
 for step in (1, 2):
-  checkpointer.save(step, state(step), {"data": {"process": process, "step": step}})
-step, restored, metadata = checkpointer.restore_latest(abstract)
-assert (step, metadata) == (2, {"data": {"process": process, "step": 2}}), (step, metadata)
+  checkpointer.save(step, state(step), data_iterator=stream(10 * step), config={"seed": 0})
+iterator = stream(0)
+step, restored = checkpointer.restore_latest(abstract, iterator)
+assert (step, next(iterator)) == (2, 20 * 2 + process), (step, process)
 # Damage only the shards process 1 wrote (and reads back): both processes must fall back together.
 multihost_utils.sync_global_devices("saved")
 if process == 0:
-  for path in glob.glob(os.path.join(directory, "2", "state", "ocdbt.process_1", "d", "*")):
+  for path in glob.glob(os.path.join(directory, "2", "params", "ocdbt.process_1", "d", "*")):
     os.remove(path)
 multihost_utils.sync_global_devices("damaged")
 checkpointer.close()
-step, restored, metadata = Checkpointer(directory).restore_latest(abstract)
-assert (step, metadata) == (1, {"data": {"process": process, "step": 1}}), (step, metadata)
-local = [np.asarray(shard.data) for shard in restored["w"].addressable_shards]
+iterator = stream(0)
+step, restored = Checkpointer(directory).restore_latest(abstract, iterator)
+assert (step, next(iterator)) == (1, 10 * 2 + process), (step, process)
+local = [np.asarray(shard.data) for shard in restored.params["w"].addressable_shards]
 np.testing.assert_array_equal(np.concatenate(local), values[4 * process:4 * process + 4] + 1)
 print("process", process, "resumed from step", step)
 """
 
 
 class TwoProcessCheckpointTest(absltest.TestCase):
-  def test_each_process_gets_its_metadata_and_all_fall_back_together(self):
+  def test_each_process_resumes_its_own_stream_and_all_fall_back_together(self):
     directory = temp_dir(self)
     with socket.socket() as probe:
       probe.bind(("127.0.0.1", 0))
@@ -395,6 +544,10 @@ class TwoProcessCheckpointTest(absltest.TestCase):
       self.assertEqual(process.returncode, 0, stderr[-5000:])
       self.assertIn(f"process {index} resumed from step 1", stdout)
     self.assertIn("step 2", outputs[1][1])  # process 1's warning names the step it could not read
+    self.assertEqual(
+      sorted(os.listdir(os.path.join(directory, "1", "data"))),
+      ["commit_success.txt", "process_0-of-2.json", "process_1-of-2.json"],
+    )
 
 
 if __name__ == "__main__":
