@@ -1,16 +1,25 @@
-"""Runs the real training entry point (``python -m launch.train``) on a tiny model and corpus.
+"""Trains the tiny model for real: in this process (``train_here``) or through the real entry point
+(``python -m launch.train``) in a subprocess, where the exit code, a signal or the terminal output is
+the point.
 
-Every integration test trains for real: the tiny config shrunk further (2 layers, d_model 32, 16-token
-sequences) on the built-in corpus at its smallest size, cached once per test session.
+The tiny config shrunk further (2 layers, d_model 32, 16-token sequences) on the built-in corpus at its
+smallest size, cached once per test session.
 """
 
+import contextlib
 import functools
 import os
 import subprocess
 import sys
 import tempfile
+from unittest import mock
 
+import jax
+
+from nexus.train import loop
+from nexus.train import mesh as mesh_lib
 from tests import multidevice
+from tests.train import tiny_config
 
 REPO_ROOT = multidevice.REPO_ROOT
 
@@ -57,12 +66,31 @@ def command(workdir: str, overrides: dict | None = None, extra_flags: tuple = ()
 
 
 def environment(num_devices: int = 1) -> dict:
-  env = dict(os.environ)
-  env["NEXUS_CACHE_DIR"] = cache_dir()
-  env["JAX_PLATFORMS"] = "cpu"
-  env["PYTHONPATH"] = REPO_ROOT + os.pathsep + env.get("PYTHONPATH", "")
-  env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={num_devices}"
-  return env
+  return {**multidevice.environment(num_devices), "NEXUS_CACHE_DIR": cache_dir()}
+
+
+def config_with(overrides: dict | None = None):
+  """The tiny config (``tiny_config``) with ``overrides`` ({"section.field": value}) applied."""
+  config = tiny_config.get_config()
+  for dotted, value in (overrides or {}).items():
+    section, field = dotted.split(".")
+    config[section][field] = value
+  return config
+
+
+@contextlib.contextmanager
+def one_device():
+  """Pins the trainer's mesh to the first of the session's 8 devices (faster when not about sharding)."""
+  pinned = functools.partial(mesh_lib.make_mesh, devices=jax.devices()[:1])
+  with mock.patch.object(loop, "make_mesh", pinned):
+    yield
+
+
+def train_here(workdir: str, overrides: dict | None = None, *, devices: int = 1, **kwargs) -> dict:
+  """Trains in this process with the tests' corpus cache, on 1 device or all 8 (``devices=8``)."""
+  pin = one_device() if devices == 1 else contextlib.nullcontext()
+  with mock.patch.dict(os.environ, {"NEXUS_CACHE_DIR": cache_dir()}), pin:
+    return loop.train(config_with(overrides), workdir, **kwargs)
 
 
 def train(
