@@ -15,12 +15,13 @@ The result is appended to the run's ``metrics.jsonl`` at the checkpoint's step, 
 reads it.
 """
 
-import copy
+import dataclasses
 import json
 import os
 
 import ml_collections
 import numpy as np
+import optax
 
 from nexus import data as data_lib
 from nexus import measure as eval_lib
@@ -28,8 +29,7 @@ from nexus import model as model_lib
 from nexus.train import checkpoint as checkpoint_lib
 from nexus.train import evaluation
 from nexus.train import metrics as metrics_lib
-from nexus.train import optimizer as optimizer_lib
-from nexus.train import schedules
+from nexus.train import schema
 from nexus.train import setup as setup_lib
 from nexus.train.mesh import make_mesh
 
@@ -82,11 +82,9 @@ def training_sample(config, run, *, num_batches: int, batch_size: int) -> dict:
   """
   batches = {}
   for entry, name in zip(config.data.sources, data_lib.train_source_names(config.data)):
-    data_cfg = copy.deepcopy(config.data)
-    data_cfg.sources = [entry]
-    data_cfg.weights = None
-    data_cfg.mode = "pure_uniform"
-    data_cfg.prefetch = "none"
+    data_cfg = dataclasses.replace(
+      config.data, sources=(entry,), weights=None, mode="pure_uniform", prefetch="none"
+    )
     stream = data_lib.make_train_stream(
       data_cfg,
       num_inner_steps=1,
@@ -133,22 +131,11 @@ def evaluate_checkpoint(
   """
   if split not in ("validation", "test"):
     raise ValueError(f"split={split!r} must be 'validation' or 'test' (the reported numbers).")
-  config = load_run_config(workdir)
-  mesh = make_mesh(config.mesh)
-  schedule = schedules.learning_rate_schedule(config.opt, config.train.steps)
-  tx = optimizer_lib.build_optimizer(
-    config.opt, schedule, config.train.num_inner_steps, seed=config.seed
-  )
-  run = setup_lib.setup_run(config, tx, mesh)
-  checkpointer = checkpoint_lib.Checkpointer(
-    os.path.join(workdir, "checkpoints"), keep=config.checkpoint.keep
-  )
-  restored = checkpointer.restore_latest(run.abstract_state)
-  checkpointer.close()
-  if restored is None:
-    raise ValueError(f"no checkpoint in {workdir}/checkpoints; train the run first.")
-  step, state, _ = restored
-  params = state.params
+  config = schema.from_config_dict(load_run_config(workdir))
+  # Evaluation needs the model and its shardings, not the optimizer: the identity stands in for it.
+  run = setup_lib.setup_run(config, optax.identity(), make_mesh(config.mesh))
+  step = checkpoint_lib.saved_steps(workdir)[-1]
+  params = checkpoint_lib.load_params(workdir, step, shardings=run.state_shardings.params)
   train_sources = list(data_lib.train_source_names(config.data))
   evaluator = evaluation.Evaluator(config, run, train_sources)
   metrics = dict(evaluator.evaluate(params))
