@@ -68,10 +68,11 @@ _DISK_FULL_TEXTS = ("No space left on device", "Disk quota exceeded", "RESOURCE_
 
 def _chain(error: BaseException) -> list[BaseException]:
   """``error`` and its causes and contexts (orbax and TensorStore wrap the writer's error)."""
-  chain = []
-  while error is not None and all(error is not seen for seen in chain):
-    chain.append(error)
-    error = error.__cause__ or error.__context__
+  chain: list[BaseException] = []
+  link: BaseException | None = error
+  while link is not None and all(link is not seen for seen in chain):
+    chain.append(link)
+    link = link.__cause__ or link.__context__
   return chain
 
 
@@ -211,7 +212,7 @@ class Checkpointer:
     return self._manager.latest_step()
 
   def restore_latest(
-    self, abstract_state: Any, data_iterator: grain.DatasetIterator
+    self, abstract_state: Any, data_iterator: grain.DatasetIterator, *, step: int | None = None
   ) -> tuple[int, Any] | None:
     """Restores the newest readable checkpoint, falling back past damaged ones with a warning.
 
@@ -219,6 +220,8 @@ class Checkpointer:
       abstract_state: the train state's pytree of ``jax.ShapeDtypeStruct`` with ``sharding`` set;
         arrays are restored directly into those shardings (and dtypes).
       data_iterator: this process's grain iterator, set to the restored step's position in place.
+      step: restore exactly this saved step instead (no fallback), e.g. the stable-phase checkpoint a
+        cooldown branch starts from; a step that is not saved is a one-line ValueError.
 
     Returns:
       ``(step, state)``, or None when there is no checkpoint (``data_iterator`` is then untouched).
@@ -234,6 +237,12 @@ class Checkpointer:
     reader = _process_local_reader(self._directory)
     try:
       steps = _readable_layout_steps(reader, self._directory)
+      if step is not None:
+        if step not in steps:
+          raise ValueError(
+            f"step {step} is not saved in {self._directory} (saved: {sorted(steps)}); pass one of them."
+          )
+        steps = [step]
       restore_args = ocp.args.Composite(
         **{name: ocp.args.StandardRestore(tree) for name, tree in _non_empty(items).items()},
         **{
@@ -256,7 +265,7 @@ class Checkpointer:
     """Tries ``steps`` newest first; returns ``(step, restored items)``; see ``restore_latest``."""
     if not steps:
       return None
-    newest_error = None
+    newest_error: Exception = RuntimeError("no step was tried")
     for index, step in enumerate(steps):
       try:
         restored = reader.restore(step, args=args)
@@ -273,7 +282,8 @@ class Checkpointer:
           )
         return step, restored
       error = error or RuntimeError("another process could not read it")
-      newest_error = newest_error or error
+      if index == 0:
+        newest_error = error
       self._unreadable_steps.add(step)
       next_try = (
         f"falling back to step {steps[index + 1]}"
