@@ -19,7 +19,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 def make_tempdir(test):
   """A temporary directory removed when ``test`` ends (works under pytest and absltest alike)."""
-  directory = tempfile.TemporaryDirectory(prefix="nexus-eval-tests-")
+  directory = tempfile.TemporaryDirectory(prefix="nexus-report-tests-")
   test.addCleanup(directory.cleanup)
   return directory.name
 
