@@ -41,6 +41,7 @@ from unittest import mock
 from absl.testing import absltest
 import numpy as np
 import portpicker
+import pytest
 
 from nexus.train import checkpoint as checkpoint_lib
 from nexus.train import loop
@@ -48,7 +49,6 @@ from nexus.train import metrics as metrics_lib
 from nexus.train import run_history
 from nexus.train import workdir_lock
 from tests.train import harness
-from tests.train import tiny_config
 from tests.train.test_training import checkpoint_steps
 from tests.train.test_training import train_records
 
@@ -66,17 +66,12 @@ def make_workdir(test, parent=None) -> str:
 
 
 def config_with(overrides: dict):
-  config = tiny_config.get_config()
-  for dotted, value in {**QUICK, **overrides}.items():
-    section, field = dotted.split(".")
-    config[section][field] = value
-  return config
+  return harness.config_with({**QUICK, **overrides})
 
 
 def train_here(workdir: str, overrides: dict | None = None, **kwargs) -> dict:
-  """Trains in this process (on its one CPU device) with the integration tests' corpus cache."""
-  with mock.patch.dict(os.environ, {"NEXUS_CACHE_DIR": harness.cache_dir()}):
-    return loop.train(config_with(overrides or {}), workdir, **kwargs)
+  """Trains in this process, on one of its devices."""
+  return harness.train_here(workdir, {**QUICK, **(overrides or {})}, **kwargs)
 
 
 def launch(
@@ -168,6 +163,7 @@ class WorkdirLockTest(absltest.TestCase):
 
 
 class ConfigIdentityTest(absltest.TestCase):
+  @pytest.mark.slow
   def test_changed_config_is_refused_then_allowed_and_recorded(self):
     workdir = trained_copy(self)
     before = metrics_lib.read_metrics(workdir)
@@ -203,6 +199,7 @@ class ConfigIdentityTest(absltest.TestCase):
     saved["opt"]["b1"] = float("nan")
     self.assertEqual(run_history.config_changes(saved, current), [])
 
+  @pytest.mark.slow
   def test_changed_model_shape_or_k_is_one_line_without_asyncio_noise(self):
     workdir = trained_copy(self)
     changed = {**TRAINED, "model.d_model": 64, "train.num_inner_steps": 4}
@@ -232,6 +229,7 @@ class ConfigIdentityTest(absltest.TestCase):
 
 
 class ExitCodeTest(absltest.TestCase):
+  @pytest.mark.slow
   def test_a_run_that_skips_every_step_exits_3_with_the_count(self):
     workdir = make_workdir(self)
     result = launch(workdir, DIVERGING)
@@ -259,6 +257,7 @@ class ExitCodeTest(absltest.TestCase):
     self.assertTrue(loop._too_many_skipped(10, 10, 1.0))  # all skipped fails whatever the fraction
     self.assertFalse(loop._too_many_skipped(0, 0, 0.0))
 
+  @pytest.mark.slow
   def test_nonfinite_stop_is_one_line(self):
     with self.assertRaisesRegex(
       loop.NonFiniteError,
@@ -266,6 +265,7 @@ class ExitCodeTest(absltest.TestCase):
     ):
       train_here(make_workdir(self), {**DIVERGING, "train.nonfinite": "stop"})
 
+  @pytest.mark.slow
   def test_sigterm_saves_a_checkpoint_and_exits_75(self):
     workdir = make_workdir(self)
     process = harness.start(
@@ -282,6 +282,7 @@ class ExitCodeTest(absltest.TestCase):
     self.assertLen(saved, 1)
     self.assertEqual(train_records(workdir)[-1]["step"], saved[0])  # its record is in the log
 
+  @pytest.mark.slow
   def test_ctrl_c_exits_130_in_one_line_and_releases_the_lock(self):
     workdir = make_workdir(self)
     process = harness.start(
@@ -336,6 +337,7 @@ class OneLineErrorTest(absltest.TestCase):
         loop.train(config_with({"opt.inner_learning_rate": 0.0}), workdir)
     self.assertEqual(os.listdir(parent), [])  # no workdir, no corpus build
 
+  @pytest.mark.slow
   def test_disk_full_during_a_save_is_one_line(self):
     mount = make_workdir(self)
     if _mount_tmpfs(mount, "700k"):
@@ -401,9 +403,11 @@ class MetricsConsistencyTest(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, f"^{path} line 2 is not a metrics record"):
       metrics_lib.read_metrics(workdir)
 
+  @pytest.mark.slow
   def test_a_steps_record_is_durable_before_its_checkpoint_save_starts(self):
     self.assertEqual(_trained()[1], {2: [1, 2], 4: [1, 2, 3, 4]})
 
+  @pytest.mark.slow
   def test_resume_after_a_kill_has_every_record_once_and_in_order(self):
     workdir = trained_copy(self)
     shutil.rmtree(
@@ -415,17 +419,19 @@ class MetricsConsistencyTest(absltest.TestCase):
     self.assertEqual([r["step"] for r in train_records(workdir)], [1, 2, 3, 4])
 
 
+@pytest.mark.slow
 class MultiHostPreemptionTest(absltest.TestCase):
   def test_sigterm_to_one_of_two_processes_stops_both_at_the_same_step_and_resumes_exactly(self):
     settings = {
-      "train.steps": 24,
+      "model.num_layers": 1,
+      "train.steps": 12,
       "eval.every": 0,
       "checkpoint.every": 1000,
       "mesh.data": 2,
       "mesh.fsdp": 4,
     }
     reference = make_workdir(self)
-    harness.train(reference, settings, num_devices=8)
+    harness.train_here(reference, settings, devices=8)  # one process of the session's 8 devices
     workdir = make_workdir(self)
     processes = _start_two_processes(workdir, settings)
     deadline = time.time() + 300
