@@ -125,8 +125,8 @@ def source_probabilities(data_cfg) -> np.ndarray:
     weights = [float(w) for w in data_cfg.weights]
   else:
     weights = [1.0 if spec.weight is None else spec.weight for spec in specs]
-  weights = np.asarray(weights, dtype=np.float64)
-  return weights / weights.sum()
+  array = np.asarray(weights, dtype=np.float64)
+  return array / array.sum()
 
 
 def _check_weights(data_cfg, specs: list[sources_lib.SourceSpec]) -> None:

@@ -103,7 +103,9 @@ def code_documents() -> Iterator[tuple[str, str]]:
 
 def _docstrings(tree: ast.Module, module: str) -> Iterator[tuple[str, str]]:
   """(qualified name, cleaned docstring) of a module and its classes and functions, in source order."""
-  stack = [(tree, module)]
+  stack: list[tuple[ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef, str]] = [
+    (tree, module)
+  ]
   while stack:
     node, name = stack.pop()
     doc = ast.get_docstring(node, clean=True)

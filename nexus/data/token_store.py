@@ -57,7 +57,8 @@ def write_store(
     writer = array_record_module.ArrayRecordWriter(
       os.path.join(building, RECORDS_FILE), _WRITER_OPTIONS
     )
-    pending, num_pending, num_tokens, num_documents, num_chunks = [], 0, 0, 0, 0
+    pending: list[np.ndarray] = []
+    num_pending, num_tokens, num_documents, num_chunks = 0, 0, 0, 0
 
     def flush(final: bool) -> None:
       nonlocal pending, num_pending, num_chunks

@@ -52,9 +52,9 @@ class ByteTokenizer:
 
   def decode(self, ids: Sequence[int]) -> str:
     """The text of ``ids``; special ids are dropped and invalid UTF-8 (from sampling) is replaced."""
-    ids = np.asarray(ids, dtype=np.int64)
-    ids = ids[(ids >= NUM_SPECIAL_IDS) & (ids < self.vocab_size)]
-    return (ids - NUM_SPECIAL_IDS).astype(np.uint8).tobytes().decode("utf-8", errors="replace")
+    array = np.asarray(ids, dtype=np.int64)
+    array = array[(array >= NUM_SPECIAL_IDS) & (array < self.vocab_size)]
+    return (array - NUM_SPECIAL_IDS).astype(np.uint8).tobytes().decode("utf-8", errors="replace")
 
   def encode_document(self, text: str | bytes) -> np.ndarray:
     """``[BOS] bytes [EOS]`` as int32 (accepts the raw bytes a TFDS text feature returns)."""

@@ -105,10 +105,10 @@ def attend(
         "use attention='einsum' or 'xla'."
       )
     if mask is None:
-      return jax.nn.dot_product_attention(
+      return jax.nn.dot_product_attention(  # type: ignore[call-overload]  # checked in ModelConfig
         query, key, value, is_causal=True, implementation=implementation
       )
-    return jax.nn.dot_product_attention(
+    return jax.nn.dot_product_attention(  # type: ignore[call-overload]
       query, key, value, mask=mask[:, None], implementation=implementation
     )
   b, t, n, h = query.shape

@@ -23,7 +23,6 @@ from collections.abc import Sequence
 import logging
 import math
 from typing import Any
-from typing import Union
 
 from flax import nnx
 import jax
@@ -34,8 +33,8 @@ from jax.sharding import PartitionSpec
 
 _LOG = logging.getLogger(__name__)
 
-MeshLike = Union[Mesh, AbstractMesh]  # an AbstractMesh gives shardings without devices (AOT, tests)
-MeshAxes = Union[None, str, tuple[str, ...]]
+MeshLike = Mesh | AbstractMesh  # an AbstractMesh gives shardings without devices (AOT, tests)
+MeshAxes = str | tuple[str, ...] | None
 Rules = Sequence[tuple[str, MeshAxes]]
 
 DEFAULT_RULES: tuple[tuple[str, MeshAxes], ...] = (
@@ -104,7 +103,9 @@ def partition_spec(
     raise ValueError(
       f"{name}: {len(logical_axes)} logical axes {tuple(logical_axes)} for shape {tuple(shape)}."
     )
-  spec, used, dropped = [], set(), []
+  spec: list[MeshAxes] = []
+  used: set[str] = set()
+  dropped = []
   for logical, size in zip(logical_axes, shape):
     if logical is None:
       spec.append(None)

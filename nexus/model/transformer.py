@@ -134,8 +134,9 @@ class Transformer(nnx.Module):
         f"cache of shape {cache.key.shape} does not hold {expected[0]} layers x {expected[1]} rows; "
         "build it with model.init_cache(batch_size, max_len)."
       )
-    hidden, cache = self._forward(tokens, positions, cache)
-    return self.logits(hidden), cache
+    hidden, new_cache = self._forward(tokens, positions, cache)
+    assert new_cache is not None  # a cache in gives a cache out
+    return self.logits(hidden), new_cache
 
   def _forward(
     self, tokens: jax.Array, positions: jax.Array, cache: KVCache | None
@@ -175,4 +176,4 @@ class Transformer(nnx.Module):
         x, layer_cache = block(x, rotary, positions, layer_params, layer_cache)
         outputs.append(layer_cache)
       layer_caches = jax.tree.map(lambda *layers: jnp.stack(layers), *outputs)
-    return x, None if cache is None else KVCache(*layer_caches)
+    return x, None if cache is None else KVCache(*layer_caches)  # type: ignore[misc]

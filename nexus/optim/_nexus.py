@@ -15,6 +15,7 @@ To second order, ĝ = γ Σ_m ĝ_{s_m}(θ) − γ² Σ_m Σ_{l<m} 𝒥_{s_m}(θ)
 """
 
 from collections.abc import Callable
+from typing import Any
 from typing import Union
 
 import jax
@@ -31,7 +32,7 @@ PSEUDO_GRADIENT_SCALES = ("raw", "inverse_gamma")
 ScalarOrSchedule = Union[float, jax.Array, Callable[[jax.Array], jax.Array]]
 
 
-def as_schedule(inner_learning_rate: ScalarOrSchedule) -> Callable[[jax.Array], jax.Array]:
+def as_schedule(inner_learning_rate: ScalarOrSchedule) -> Callable[[jax.Array], Any]:
   if callable(inner_learning_rate):
     return inner_learning_rate
   return lambda count: inner_learning_rate

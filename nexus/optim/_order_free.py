@@ -69,7 +69,7 @@ class OrderFreeState(NamedTuple):
     diagnostics: an ``OrderFreeDiagnostics``.
   """
 
-  count: jax.Array
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as optax's states do
   outer_state: Any
   diagnostics: OrderFreeDiagnostics
 

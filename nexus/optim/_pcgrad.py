@@ -83,7 +83,9 @@ def _source_count(stacked: Any) -> int:
     raise ValueError(
       f"every leaf of the stacked gradients needs the same leading source axis, got sizes {counts}."
     )
-  return counts.pop()
+  (count,) = counts
+  assert count is not None  # checked above
+  return count
 
 
 def pcgrad(

@@ -93,7 +93,7 @@ class TwoLoopState(NamedTuple):
     diagnostics: a TwoLoopDiagnostics.
   """
 
-  count: jax.Array
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as optax's states do
   inner_step: jax.Array
   outer_params: Any
   inner_params: Any

@@ -129,7 +129,7 @@ def check_tree_like(name: str, tree: Any, params: Any, fix: str) -> None:
   """Raises a ValueError unless ``tree`` has the params' tree structure and leaf shapes."""
   expected = jax.tree.structure(params)
   got = jax.tree.structure(tree)
-  if got != expected:
+  if got != expected:  # type: ignore[operator]  # PyTreeDefs compare by structure
     raise ValueError(f"{name} must have the params' tree structure {expected}, got {got}; {fix}")
   for (path, leaf), param in zip(jax.tree.leaves_with_path(tree), jax.tree.leaves(params)):
     if tuple(jnp.shape(leaf)) != tuple(jnp.shape(param)):

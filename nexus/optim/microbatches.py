@@ -103,20 +103,23 @@ def value_and_grad_fn_from(
   ((key, fn),) = given.items()
   checks.check_callable(key, fn, f"{key}(params, i) with i the micro-batch index")
   index = jnp.zeros([], jnp.int32)
+  chosen: Callable[..., Any] = fn
   if key == "loss_fn":
-    checks.check_scalar_output(f"{name}: loss_fn(params, i)", loss_fn, params, index)
-    value_and_grad_fn = jax.value_and_grad(loss_fn)
+    checks.check_scalar_output(f"{name}: loss_fn(params, i)", chosen, params, index)
+    result: ValueAndGradFn = jax.value_and_grad(chosen)
   elif key == "grad_fn":
     nan = jnp.full([], jnp.nan, jnp.float32)
-    value_and_grad_fn = lambda p, i: (nan, grad_fn(p, i))
-  gradient = jax.eval_shape(lambda p, i: value_and_grad_fn(p, i)[1], params, index)
+    result = lambda p, i: (nan, chosen(p, i))
+  else:
+    result = chosen
+  gradient = jax.eval_shape(lambda p, i: result(p, i)[1], params, index)
   checks.check_tree_like(
     f"{name}: the gradient of {key}(params, i)",
     gradient,
     params,
     "return the gradient of one micro-batch with respect to params.",
   )
-  return value_and_grad_fn
+  return result
 
 
 def resolve(name: str, updates: Any, params: Any, **functions: Any) -> ValueAndGradFn:
@@ -156,7 +159,7 @@ def _microbatch_transformation(
   name: str,
   tx: optax.GradientTransformation,
   num_microbatches: int,
-  combine: Callable[[Any, Any, ValueAndGradFn], tuple[Any, jax.Array, jax.Array]],
+  combine: Callable[[Any, ValueAndGradFn], tuple[Any, jax.Array, jax.Array]],
 ) -> optax.GradientTransformationExtraArgs:
   """An adapter: ``combine(params, value_and_grad_fn) -> (what tx is fed, losses[K], norms[K])``."""
   checks.check_transformation(tx, "tx")

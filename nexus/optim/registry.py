@@ -268,7 +268,9 @@ def _order_free(config: OptimizerConfig, rates: Rates):
 
 def _inner_adamw(config: OptimizerConfig, rates: Rates) -> optax.GradientTransformation:
   """Clipped AdamW for K inner steps per outer step: a schedule is read at inner_count // K."""
-  return _adamw(config, inner_call_schedule(rates.learning_rate, rates.num_inner_steps))
+  learning_rate = rates.learning_rate
+  assert callable(learning_rate)  # build() passes the schedule
+  return _adamw(config, inner_call_schedule(learning_rate, rates.num_inner_steps))
 
 
 def _lookahead(config: OptimizerConfig, rates: Rates):

@@ -38,7 +38,7 @@ def tree_norm32(tree: Any) -> jax.Array:
 def tree_vdot(a: Any, b: Any) -> jax.Array:
   """⟨a, b⟩ summed over leaves with elementwise products (no reshapes, so it keeps working on arrays
   sharded over explicit mesh axes, where ``optax.tree.vdot``'s flattening is rejected)."""
-  return sum(jnp.sum(x * y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+  return jnp.asarray(sum(jnp.sum(x * y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))))
 
 
 def tree_cosine(a: Any, b: Any) -> jax.Array:

@@ -42,7 +42,7 @@ class Evaluator:
     if len(self.train_sources) > 1:
       self._geometry = eval_lib.make_gradient_geometry(
         lambda params, batch: run.microbatch_loss(params, batch["tokens"]),
-        method=config.eval.get("geometry_method", "vmap"),
+        method=config.eval.geometry_method,
       )
 
   def source_batches(self, names: list[str]) -> dict:

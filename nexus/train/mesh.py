@@ -30,7 +30,7 @@ def mesh_shape(mesh_cfg, num_devices: int) -> tuple[int, int, int]:
       f"mesh sizes {dict(zip(MESH_AXES, sizes))} use {math.prod(sizes)} devices but {num_devices} exist; "
       "make their product equal the device count (or set one axis to -1)."
     )
-  return tuple(sizes)
+  return sizes[0], sizes[1], sizes[2]
 
 
 def make_mesh(mesh_cfg, devices=None) -> Mesh:

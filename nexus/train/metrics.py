@@ -53,6 +53,7 @@ class MetricWriter:
     record = {"step": int(step)}
     record.update({key: _to_json_value(value) for key, value in metrics.items()})
     with self._writing():
+      assert self._file is not None  # enabled writers open it in __init__
       self._file.write(json.dumps(record) + "\n")
       self._file.flush()
     if self._tb is not None:
@@ -158,7 +159,7 @@ class Progress:
     self.stream = stream or sys.stdout
     self.enabled = jax.process_index() == 0
     self._interactive = hasattr(self.stream, "isatty") and self.stream.isatty()
-    self._start_time = None
+    self._start_time: float | None = None
     self._start_step = start_step
     self._excluded_seconds = 0.0
     self.tokens_per_second = float("nan")

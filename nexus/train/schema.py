@@ -165,7 +165,7 @@ class ExperimentConfig:
     _check_across_sections(self)
 
 
-SECTIONS = {
+SECTIONS: dict[str, Any] = {
   field.name: field.type
   for field in dataclasses.fields(ExperimentConfig)
   if dataclasses.is_dataclass(field.type)

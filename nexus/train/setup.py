@@ -33,7 +33,7 @@ class Run:
   microbatch_loss: Callable[[Any, jax.Array], jax.Array]
   row_loss: Callable[[Any, jax.Array], jax.Array]
 
-  def global_batch(self, batch: dict) -> jax.Array:
+  def global_batch(self, batch: dict) -> dict[str, jax.Array]:
     """This process's ``[K, B_local, L+1]`` tokens as one global array sharded over the batch axis."""
     return {
       "tokens": jax.make_array_from_process_local_data(

@@ -29,10 +29,10 @@ class TrainState(NamedTuple):
     skipped_steps: steps skipped for a non-finite loss or update (int32).
   """
 
-  step: jax.Array
+  step: Any  # an int32 array; its sharding or ShapeDtypeStruct in a Run's abstract trees
   params: Any
   opt_state: Any
-  skipped_steps: jax.Array
+  skipped_steps: Any
 
 
 def _find_diagnostics(opt_state: Any):
