@@ -137,9 +137,58 @@ def train(config, workdir: str, *, allow_config_change: bool = False) -> dict:
     config.opt, num_inner_steps=config.train.num_inner_steps, total_steps=steps, seed=config.seed
   )
   schedule = optim_schedules.learning_rate_schedule(config.opt, steps)
+  if config.train.init_from is not None:
+    _check_branch(config)
   workdir_lock.check_workdir(workdir)
   with workdir_lock.WorkdirLock(workdir), run_logging.log_to_file(workdir):
     return _train(config, workdir, mesh, tx, schedule, allow_config_change)
+
+
+# What a cooldown branch may change from the run it starts from: its length and the schedule's tail.
+BRANCH_MAY_CHANGE = (
+  "name",
+  "train.steps",
+  "train.init_from",
+  "train.init_step",
+  "train.log_every",
+  "opt.schedule",
+  "opt.decay_start",
+  "opt.decay_fraction",
+  "opt.final_lr_fraction",
+)
+
+
+def _check_branch(config: schema.ExperimentConfig) -> None:
+  """A cooldown branch starts from a saved step of a run with the same model, data and optimizer.
+
+  Raises a one-line ValueError before any work when ``train.init_from`` has no checkpoint at
+  ``train.init_step``, or its config differs in anything but ``BRANCH_MAY_CHANGE`` and the
+  evaluation/checkpoint sections (the restored state and data position would not mean the same).
+  """
+  source, step = config.train.init_from, config.train.init_step
+  saved = checkpoint_lib.saved_steps(source)
+  if step not in saved:
+    raise ValueError(
+      f"config.train.init_step={step} is not a saved step of {source} (saved: {saved}); "
+      "pick one of them."
+    )
+  branch_source = checkpoint_lib.Checkpointer(os.path.join(source, "checkpoints"), async_save=False)
+  try:
+    latest = branch_source.latest_config()
+  finally:
+    branch_source.close()
+  if latest is None:
+    raise ValueError(f"{source} has no readable config; branch from a run made by launch.train.")
+  differences = [
+    name
+    for name, _, _ in run_history.config_changes(latest[1], schema.to_dict(config))
+    if name not in BRANCH_MAY_CHANGE and not name.startswith(("eval.", "checkpoint."))
+  ]
+  if differences:
+    raise ValueError(
+      f"config.train.init_from={source} was trained with other {differences}; a cooldown branch "
+      f"may change only {list(BRANCH_MAY_CHANGE[1:])} and the eval/checkpoint sections."
+    )
 
 
 def _train(config, workdir, mesh, tx, schedule, allow_config_change) -> dict:
@@ -197,6 +246,15 @@ def _run_steps(config, workdir, mesh, tx, schedule, checkpointer, config_changes
     process_count=jax.process_count(),
   )
   restored = checkpointer.restore_latest(run.abstract_state, stream)
+  if restored is None and train_cfg.init_from is not None:
+    branch_source = checkpoint_lib.Checkpointer(
+      os.path.join(train_cfg.init_from, "checkpoints"), async_save=False
+    )
+    try:
+      restored = branch_source.restore_latest(run.abstract_state, stream, step=train_cfg.init_step)
+    finally:
+      branch_source.close()
+    logging.info("Branched from step %d of %s", train_cfg.init_step, train_cfg.init_from)
   if restored is None:
     state = run.init_state()
     start_step = 0
@@ -265,7 +323,7 @@ def _run_steps(config, workdir, mesh, tx, schedule, checkpointer, config_changes
         if evaluate or periodic or preempted:
           flush(pending)
           pending = None
-        if evaluate:
+        if evaluator is not None and evaluate:
           eval_start = time.perf_counter()
           eval_metrics = evaluator.evaluate(state.params)
           progress.exclude(time.perf_counter() - eval_start)
