@@ -172,7 +172,9 @@ def _check_branch(config: schema.ExperimentConfig) -> None:
       f"config.train.init_step={step} is not a saved step of {source} (saved: {saved}); "
       "pick one of them."
     )
-  branch_source = checkpoint_lib.Checkpointer(os.path.join(source, "checkpoints"), async_save=False)
+  branch_source = checkpoint_lib.Checkpointer(
+    os.path.join(source, checkpoint_lib.SUBDIRECTORY), async_save=False
+  )
   try:
     latest = branch_source.latest_config()
   finally:
@@ -194,7 +196,7 @@ def _check_branch(config: schema.ExperimentConfig) -> None:
 def _train(config, workdir, mesh, tx, schedule, allow_config_change) -> dict:
   """``train`` once the config is checked and the workdir is locked: opens and always closes the sinks."""
   checkpointer = checkpoint_lib.Checkpointer(
-    os.path.join(workdir, "checkpoints"),
+    os.path.join(workdir, checkpoint_lib.SUBDIRECTORY),
     keep=config.checkpoint.keep,
     async_save=config.checkpoint.async_save,
   )
@@ -248,7 +250,7 @@ def _run_steps(config, workdir, mesh, tx, schedule, checkpointer, config_changes
   restored = checkpointer.restore_latest(run.abstract_state, stream)
   if restored is None and train_cfg.init_from is not None:
     branch_source = checkpoint_lib.Checkpointer(
-      os.path.join(train_cfg.init_from, "checkpoints"), async_save=False
+      os.path.join(train_cfg.init_from, checkpoint_lib.SUBDIRECTORY), async_save=False
     )
     try:
       restored = branch_source.restore_latest(run.abstract_state, stream, step=train_cfg.init_step)
@@ -346,7 +348,7 @@ def _run_steps(config, workdir, mesh, tx, schedule, checkpointer, config_changes
     return {
       "status": status,
       "workdir": os.path.abspath(workdir),
-      "checkpoints": os.path.abspath(os.path.join(workdir, "checkpoints")),
+      "checkpoints": os.path.abspath(os.path.join(workdir, checkpoint_lib.SUBDIRECTORY)),
       "metrics": os.path.abspath(writer.path),
       "log": os.path.abspath(os.path.join(workdir, "train.log")),
       "step": step,
