@@ -182,7 +182,11 @@ def main():
         x.size
         for x in jax.tree.leaves(
           nnx.state(
-            nnx.eval_shape(lambda: Transformer(our_config(shape, dtype), rngs=nnx.Rngs(0))),
+            nnx.eval_shape(
+              lambda shape=shape, dtype=dtype: Transformer(
+                our_config(shape, dtype), rngs=nnx.Rngs(0)
+              )
+            ),
             nnx.Param,
           )
         )

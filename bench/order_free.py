@@ -217,7 +217,9 @@ def main():
     f"{'method':20s} {'median ms':>10s} {'/ adamw_accum':>14s} {'/ nexus_seq':>12s} {'/ gradient':>11s}"
   )
   for name, values in times.items():
-    ratio_to = lambda base: statistics.median(a / b for a, b in zip(values, times[base]))
+    ratio_to = lambda base, values=values: statistics.median(
+      a / b for a, b in zip(values, times[base])
+    )
     print(
       f"{name:20s} {1e3 * statistics.median(values):10.2f} {ratio_to('adamw_accum'):14.2f} "
       f"{ratio_to('nexus_sequential'):12.2f} {statistics.median(values) / grad_seconds:11.2f}"

@@ -82,7 +82,6 @@ def _mfu(tokens_per_second: float) -> str:
   import jax  # pylint: disable=g-import-not-at-top
 
   from nexus import model as model_lib  # pylint: disable=g-import-not-at-top
-
   from nexus.train import schema  # pylint: disable=g-import-not-at-top
 
   config, kind = schema.from_config_dict(_CONFIG.value), jax.devices()[0].device_kind

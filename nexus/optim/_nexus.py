@@ -16,7 +16,6 @@ To second order, ĝ = γ Σ_m ĝ_{s_m}(θ) − γ² Σ_m Σ_{l<m} 𝒥_{s_m}(θ)
 
 from collections.abc import Callable
 from typing import Any
-from typing import Union
 
 import jax
 import jax.numpy as jnp
@@ -29,7 +28,7 @@ from nexus.optim._two_loop import two_loop
 
 PSEUDO_GRADIENT_SCALES = ("raw", "inverse_gamma")
 
-ScalarOrSchedule = Union[float, jax.Array, Callable[[jax.Array], jax.Array]]
+ScalarOrSchedule = float | jax.Array | Callable[[jax.Array], jax.Array]
 
 
 def as_schedule(inner_learning_rate: ScalarOrSchedule) -> Callable[[jax.Array], Any]:
