@@ -1,9 +1,10 @@
 """Benchmark: what each model option costs in the training step, variants interleaved in one process.
 
 Every variant is the baseline model config (``bench.model_vs_peer.our_config``) with one field
-changed, trained with the minimal step of ``bench.model_vs_peer`` (``value_and_grad`` -> AdamW -> apply) on the same tokens. The steps
-alternate; the script prints each variant's compile time, median step time and the median of the
-per-round ratios variant/baseline (< 1: the variant is faster).
+changed, trained with the minimal step of ``bench.model_vs_peer`` (``value_and_grad`` -> AdamW ->
+apply) on the same tokens. The steps alternate; the script prints each variant's compile time,
+median step time and the median of the per-round ratios variant/baseline (< 1: the variant is
+faster).
 
   python -m bench.model_ablations [--shapes tiny,small] [--dtypes float32,bfloat16] [--repeats 5]
 """

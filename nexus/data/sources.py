@@ -5,10 +5,11 @@ A config entry is either a built-in source name (``"code"``) or a TFDS spec dict
     {"name": "c4/en:3.1.0", "split": "train", "eval_split": "validation", "test_split": None,
      "feature": "text", "data_dir": "/data/tfds", "weight": 2.0, "label": "c4"}
 
-Only ``name`` is required. ``eval_split`` is what training-time evaluation reads; ``test_split`` (for
-reported numbers) is optional for TFDS sources, since many datasets publish no test split. Built-in
-sources are the configs of the ``nexus_corpus`` TFDS builder in the corpus cache, so every source is read the same way: ``tfds.data_source`` on ArrayRecord files, without
-TensorFlow and without any download (``download=False``).
+Only ``name`` is required. ``eval_split`` is what training-time evaluation reads; ``test_split``
+(for reported numbers) is optional for TFDS sources, since many datasets publish no test split.
+Built-in sources are the configs of the ``nexus_corpus`` TFDS builder in the corpus cache, so every
+source is read the same way: ``tfds.data_source`` on ArrayRecord files, without TensorFlow and
+without any download (``download=False``).
 """
 
 import dataclasses

@@ -12,12 +12,13 @@ so E[ĝ_{s_m}] = v/S with v = Σ_j ĝ_j, and each of the K(K−1)/2 pairs l < m 
   E[ĝ] = γ (K/S) v − γ² K(K−1)/(2S²) Σ_i 𝒥_i v + O(γ³)
 
 Every term is a per-source quantity at θ: the S gradients come from ``jax.vmap`` over ``jax.grad``
-(or ``jax.lax.map`` to bound activation memory), and Σ_i 𝒥_i v is the JVP along v of
-θ ↦ Σ_i normalize(∇L_i(θ)) (forward-over-reverse), which also covers the ``"leaf"`` and ``"none"``
+(or ``jax.lax.map`` to bound activation memory), and Σ_i 𝒥_i v is the JVP along v of θ ↦ Σ_i
+normalize(∇L_i(θ)) (forward-over-reverse), which also covers the ``"leaf"`` and ``"none"``
 normalizations. ``jax.linearize`` gives the S gradients and the JVP from one evaluation. The outer
-optimizer sees E[ĝ] once per call; no inner loop runs and no order is drawn, so the update carries no ordering noise. The expectation is over i.i.d. uniform draws (the paper's
-sampling); visiting each of K = S micro-batches once in a random order has a different second-order
-term (see docs/order_free.md).
+optimizer sees E[ĝ] once per call; no inner loop runs and no order is drawn, so the update carries
+no ordering noise. The expectation is over i.i.d. uniform draws (the paper's sampling); visiting
+each of K = S micro-batches once in a random order has a different second-order term (see
+docs/order_free.md).
 """
 
 from typing import Any
