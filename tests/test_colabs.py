@@ -19,6 +19,7 @@ import nbclient
 import nbformat
 import pytest
 
+from tests import multidevice
 from tests.train import harness
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -116,12 +117,14 @@ def figures(notebook: nbformat.NotebookNode) -> int:
 
 @pytest.fixture
 def kernel_env(monkeypatch):
-  """The kernel finds this checkout, draws with a non-GUI backend, shares the tests' corpus cache."""
+  """The kernel finds this checkout, draws with a non-GUI backend, runs on one CPU device (as a
+  notebook user would) and shares the session's corpus and compilation caches."""
   monkeypatch.setenv(
     "PYTHONPATH", os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")]))
   )
   monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
-  monkeypatch.setenv("JAX_PLATFORMS", os.environ.get("JAX_PLATFORMS", "cpu"))
+  monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+  monkeypatch.setenv("XLA_FLAGS", multidevice.xla_flags(1))  # conftest's fast compiles, 1 device
   monkeypatch.setenv("NEXUS_CACHE_DIR", harness.cache_dir())  # the tiny corpus is built once
 
 
