@@ -1,4 +1,5 @@
-"""Small multi-source problems and a direct reference loop of Nexus, shared by the optimizer tests."""
+"""Small multi-source problems and the one direct reference loop of the two-loop methods (Nexus,
+Lookahead, SNOO, Fish), shared by the optimizer tests."""
 
 import jax
 import jax.numpy as jnp
@@ -49,6 +50,54 @@ def _normalized(grad, normalize):
   return grad
 
 
+def reference_two_loop(
+  params,
+  num_inner_steps,
+  num_outer_steps,
+  inner_step,
+  outer_step,
+  inner_state=None,
+  outer_state=None,
+):
+  """The two-loop algorithm of docs/nexus-algorithm.md written as plainly as possible (Python loops).
+
+  Each outer step t starts φ at θ, takes K inner steps ``φ, inner_state = inner_step(t, φ, ∇L_s(φ),
+  inner_state)`` on the sources of ``source_of``, then ``θ, outer_state = outer_step(t, θ, θ − φ,
+  outer_state)``. The methods differ only in these two rules (Nexus, Lookahead, SNOO, Fish).
+  Returns (θ, outer_state).
+  """
+  theta = params
+  for t in range(num_outer_steps):
+    phi = theta
+    for m in range(num_inner_steps):
+      grad = jax.grad(source_loss)(phi, source_of(t, m, num_inner_steps))
+      phi, inner_state = inner_step(t, phi, grad, inner_state)
+    pseudo_gradient = jax.tree.map(lambda a, b: a - b, theta, phi)
+    theta, outer_state = outer_step(t, theta, pseudo_gradient, outer_state)
+  return theta, outer_state
+
+
+def sgd_rule(learning_rate, normalize="none"):
+  """An inner or outer rule: x ← x − lr(t) · normalized(g); ``learning_rate`` a number or schedule."""
+
+  def step(t, x, grad, state):
+    lr = learning_rate(t) if callable(learning_rate) else learning_rate
+    return jax.tree.map(lambda p, d: p - lr * d, x, _normalized(grad, normalize)), state
+
+  return step
+
+
+def optax_rule(optimizer):
+  """An inner or outer rule that applies an optax optimizer (its state threaded through the loop)."""
+
+  def step(t, x, grad, state):
+    del t
+    updates, state = optimizer.update(grad, state, x)
+    return jax.tree.map(lambda p, u: p + u, x, updates), state
+
+  return step
+
+
 def reference_nexus(
   params,
   outer,
@@ -58,19 +107,21 @@ def reference_nexus(
   normalize="global",
   pseudo_gradient_scale="raw",
 ):
-  """The algorithm of docs/nexus-algorithm.md written as plainly as possible (Python loops)."""
-  theta = params
-  outer_state = outer.init(theta)
-  for t in range(num_outer_steps):
-    gamma_t = gamma(t) if callable(gamma) else gamma
-    phi = theta
-    for m in range(num_inner_steps):
-      grad = jax.grad(source_loss)(phi, source_of(t, m, num_inner_steps))
-      step = _normalized(grad, normalize)
-      phi = jax.tree.map(lambda p, d: p - gamma_t * d, phi, step)
-    pseudo_gradient = jax.tree.map(lambda a, b: a - b, theta, phi)
+  """Nexus: normalized SGD steps of γ inside, the optax optimizer ``outer`` on the pseudo-gradient
+  (divided by γ with ``pseudo_gradient_scale="inverse_gamma"``)."""
+  gamma_at = lambda t: gamma(t) if callable(gamma) else gamma
+  apply_outer = optax_rule(outer)
+
+  def outer_step(t, theta, pseudo_gradient, state):
     if pseudo_gradient_scale == "inverse_gamma":
-      pseudo_gradient = jax.tree.map(lambda g: g / gamma_t, pseudo_gradient)
-    updates, outer_state = outer.update(pseudo_gradient, outer_state, theta)
-    theta = jax.tree.map(lambda p, u: p + u, theta, updates)
-  return theta, outer_state
+      pseudo_gradient = jax.tree.map(lambda g: g / gamma_at(t), pseudo_gradient)
+    return apply_outer(t, theta, pseudo_gradient, state)
+
+  return reference_two_loop(
+    params,
+    num_inner_steps,
+    num_outer_steps,
+    sgd_rule(gamma_at, normalize),
+    outer_step,
+    outer_state=outer.init(params),
+  )

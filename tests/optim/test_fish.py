@@ -12,14 +12,14 @@ from tests.optim.test_nexus import run_nexus
 
 
 def reference_fish(params, alpha, epsilon, num_inner_steps, num_outer_steps):
-  """φ ← θ; φ ← φ − α ∇L_m(φ) for each micro-batch m; θ ← θ + ε (φ − θ)."""
-  theta = params
-  for t in range(num_outer_steps):
-    phi = theta
-    for m in range(num_inner_steps):
-      grad = jax.grad(problems.source_loss)(phi, problems.source_of(t, m, num_inner_steps))
-      phi = jax.tree.map(lambda p, g: p - alpha * g, phi, grad)
-    theta = jax.tree.map(lambda p, f: p + epsilon * (f - p), theta, phi)
+  """φ ← θ; φ ← φ − α ∇L_m(φ) for each micro-batch m; θ ← θ + ε (φ − θ) = θ − ε (θ − φ)."""
+  theta, _ = problems.reference_two_loop(
+    params,
+    num_inner_steps,
+    num_outer_steps,
+    problems.sgd_rule(alpha),
+    problems.sgd_rule(epsilon),
+  )
   return theta
 
 

@@ -17,36 +17,25 @@ def inner_adamw():
   return optax.adamw(0.05, b1=0.9, b2=0.95, eps=1e-10, weight_decay=0.1)
 
 
-def reference_two_loop(params, num_inner_steps, num_outer_steps, outer_step):
-  """K AdamW steps on φ from θ (AdamW's state carried across outer steps), then ``outer_step``.
-
-  ``outer_step(theta, pseudo_gradient, memory) -> (theta, memory)`` is the method's outer rule.
-  """
+def reference_with_inner_adamw(params, num_inner_steps, num_outer_steps, outer_step):
+  """K AdamW steps on φ from θ (AdamW's state carried across outer steps), then ``outer_step``."""
   inner = inner_adamw()
-  inner_state = inner.init(params)
-  theta, memory = params, None
-  for t in range(num_outer_steps):
-    phi = theta
-    for m in range(num_inner_steps):
-      grad = jax.grad(problems.source_loss)(phi, problems.source_of(t, m, num_inner_steps))
-      step, inner_state = inner.update(grad, inner_state, phi)
-      phi = jax.tree.map(lambda p, d: p + d, phi, step)
-    pseudo_gradient = jax.tree.map(lambda a, b: a - b, theta, phi)
-    theta, memory = outer_step(theta, pseudo_gradient, memory)
+  theta, _ = problems.reference_two_loop(
+    params,
+    num_inner_steps,
+    num_outer_steps,
+    problems.optax_rule(inner),
+    outer_step,
+    inner_state=inner.init(params),
+  )
   return theta
-
-
-def lookahead_rule(alpha):
-  def outer_step(theta, pseudo_gradient, memory):
-    return jax.tree.map(lambda p, g: p - alpha * g, theta, pseudo_gradient), memory
-
-  return outer_step
 
 
 def snoo_rule(eta, mu):
   """b ← μ b + ĝ;  θ ← θ − η (μ b + ĝ)."""
 
-  def outer_step(theta, pseudo_gradient, momentum):
+  def outer_step(t, theta, pseudo_gradient, momentum):
+    del t
     if momentum is None:
       momentum = jax.tree.map(jnp.zeros_like, pseudo_gradient)
     momentum = jax.tree.map(lambda b, g: mu * b + g, momentum, pseudo_gradient)
@@ -68,7 +57,7 @@ class ReferenceEqualityTest(parameterized.TestCase):
       params = problems.make_params(jnp.float64)
       tx = lookahead(inner_adamw(), num_inner_steps=num_inner_steps, slow_step_size=0.6, mode=mode)
       got, _ = run_nexus(tx, params, num_inner_steps, 3, mode)
-      want = reference_two_loop(params, num_inner_steps, 3, lookahead_rule(0.6))
+      want = reference_with_inner_adamw(params, num_inner_steps, 3, problems.sgd_rule(0.6))
       assert_trees_close(got, want, rtol=1e-10, atol=1e-12)
 
   @parameterized.product(num_inner_steps=(1, 3), mode=("opaque", "transparent"))
@@ -83,7 +72,7 @@ class ReferenceEqualityTest(parameterized.TestCase):
         mode=mode,
       )
       got, _ = run_nexus(tx, params, num_inner_steps, 3, mode)
-      want = reference_two_loop(params, num_inner_steps, 3, snoo_rule(0.7, 0.8))
+      want = reference_with_inner_adamw(params, num_inner_steps, 3, snoo_rule(0.7, 0.8))
       assert_trees_close(got, want, rtol=1e-10, atol=1e-12)
 
   def test_snoo_without_momentum_is_lookahead(self):
