@@ -5,11 +5,14 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests import multidevice
 
 STOCK_IMAGE_LACKS = ("grain", "ml_collections", "tensorflow_datasets", "array_record")
 
 
+@pytest.mark.slow
 def test_gpu_benchmark_dry_run_writes_its_report(tmp_path):
   # A stock GPU image has none of these: importing one fails at startup (sitecustomize), as it would there.
   guard = tmp_path / "guard"
@@ -22,6 +25,7 @@ def test_gpu_benchmark_dry_run_writes_its_report(tmp_path):
     **os.environ,
     "OUT": str(out),
     "JAX_PLATFORMS": "cpu",
+    "XLA_FLAGS": multidevice.xla_flags(1),  # one device, as on the GPU it stands in for
     "PYTHON": sys.executable,
     "PYTHONPATH": str(guard),
   }

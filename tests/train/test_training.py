@@ -9,6 +9,7 @@ import tempfile
 import time
 
 from absl.testing import absltest
+import pytest
 
 from nexus.train import metrics as metrics_lib
 from tests.train import harness
@@ -37,6 +38,7 @@ def checkpoint_steps(workdir):
 
 
 class TrainingTest(absltest.TestCase):
+  @pytest.mark.slow
   def test_nexus_trains_logs_and_summarizes(self):
     workdir = make_workdir(self)
     result = harness.train(workdir, {"opt.learning_rate": 3e-3, "train.steps": 8})
@@ -54,6 +56,7 @@ class TrainingTest(absltest.TestCase):
     with open(os.path.join(workdir, "config.json"), encoding="utf-8") as f:
       self.assertEqual(json.load(f)["opt"]["name"], "nexus")
 
+  @pytest.mark.slow
   def test_sigkill_then_resume_equals_uninterrupted_run(self):
     reference = make_workdir(self)
     harness.train(reference, {"train.steps": 8})
@@ -72,17 +75,21 @@ class TrainingTest(absltest.TestCase):
       self.assertEqual(g["train/loss"], w["train/loss"], g["step"])
       self.assertEqual(g["param_norm"], w["param_norm"], g["step"])
 
+  @pytest.mark.slow
   def test_corrupted_latest_checkpoint_falls_back_to_previous(self):
     workdir = make_workdir(self)
-    harness.train(workdir, {"train.steps": 4})
+    harness.train_here(workdir, {"train.steps": 4})
     self.assertEqual(checkpoint_steps(workdir), [2, 4])
     latest = os.path.join(workdir, "checkpoints", "4")
     for path in glob.glob(os.path.join(latest, "**", "*"), recursive=True):
       if os.path.isfile(path):
         with open(path, "wb") as f:
           f.write(b"garbage")
-    result = harness.train(workdir, {"train.steps": 6}, extra_flags=("--allow_config_change",))
-    self.assertIn("2", result.stderr)  # the warning names the checkpoint it fell back to
+    with self.assertLogs(level="WARNING") as logs:
+      harness.train_here(workdir, {"train.steps": 6}, allow_config_change=True)
+    self.assertRegex(
+      "\n".join(logs.output), r"Checkpoint step 4 in \S+ is unreadable .*; falling back to step 2\."
+    )
     self.assertEqual([r["step"] for r in train_records(workdir)], list(range(1, 7)))
     self.assertIn(2, checkpoint_steps(workdir))
 
