@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: train test bench
+.PHONY: train test test-fast bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,3 +19,7 @@ train: $(STAMP)
 ## The whole test suite (unit, integration, 8-fake-device sharding tests).
 test: $(STAMP)
 	$(PY) -m pytest -n 2 tests
+
+## The suite without the tests marked slow (those that train for real), for editing.
+test-fast: $(STAMP)
+	$(PY) -m pytest -n 2 -m "not slow" tests
