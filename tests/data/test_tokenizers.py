@@ -1,6 +1,5 @@
 """Tokenizers: the byte tokenizer's id layout and exact round trips on every corpus source."""
 
-import importlib.util
 import os
 import sys
 import tempfile
@@ -14,7 +13,6 @@ from nexus.data import splits
 from nexus.data import tokenizers
 from tests.data import fixtures
 
-HAS_SENTENCEPIECE = importlib.util.find_spec("sentencepiece") is not None
 SAMPLES = ("", "hello", "naïve café — ∑ 漢字 🙂\n\ttabs", "\x00\x7f control bytes")
 
 
@@ -70,7 +68,6 @@ class MakeTokenizerTest(absltest.TestCase):
       with self.assertRaisesRegex(ValueError, "pip install sentencepiece"):
         data_lib.make_tokenizer(model)
 
-  @absltest.skipUnless(HAS_SENTENCEPIECE, "sentencepiece is not installed")
   def test_sentencepiece_trained_on_corpus_round_trips(self):
     config = fixtures.small_config()
     texts = {
