@@ -41,15 +41,15 @@ class ContractTest(parameterized.TestCase):
       params, state = PARAMS, tx.init(PARAMS)
       if gamma is not None:
         state.hyperparams["inner_learning_rate"] = jnp.asarray(gamma)
+      opaque = jax.jit(lambda p, s: tx.update(p, s, p, grad_fn=jax.grad(quadratic)))
+      transparent = jax.jit(lambda p, s, i: tx.update(jax.grad(quadratic)(p, i), s, p))
       for _ in range(3):
         if mode == "opaque":
-          updates, state = tx.update(
-            params, state, params, grad_fn=lambda p, i: jax.grad(quadratic)(p, i)
-          )
+          updates, state = opaque(params, state)
           params = optax.apply_updates(params, updates)
         else:
           for i in range(2):
-            updates, state = tx.update(jax.grad(quadratic)(params, i), state, params)
+            updates, state = transparent(params, state, i)
             params = optax.apply_updates(params, updates)
       return params
 
