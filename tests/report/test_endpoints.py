@@ -7,9 +7,12 @@ import tempfile
 
 from absl.testing import absltest
 import numpy as np
+import pytest
 
+from launch import branches
 from nexus.report import endpoints
 from nexus.report import runs as runs_lib
+from tests.train import harness
 
 SEEDS = (0, 1, 2)
 # Each (method, seed)'s end points lie on metric = OFFSET[method] + SLOPE · loss + seed, so at any
@@ -195,3 +198,44 @@ class FromDiskTest(absltest.TestCase):
 
 if __name__ == "__main__":
   absltest.main()
+
+
+@pytest.mark.slow
+class BranchPlanTest(absltest.TestCase):
+  """``launch.branches``'s plan on a real stable run (trained once, in process; no branch is run)."""
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.stable = os.path.join(tempfile.mkdtemp(), "adamw-seed0")
+    harness.train_here(cls.stable, {"opt.schedule": "wsd", "opt.decay_start": 4})
+
+  def test_branches_decay_over_the_cooldown_fraction_of_their_steps(self):
+    got = branches.plan([self.stable + "/"], [4, 2], 0.5, "out")
+    self.assertEqual([b.workdir for b in got], ["out/adamw-seed0-from2", "out/adamw-seed0-from4"])
+    self.assertEqual(
+      got[1].overrides,
+      {
+        "name": "adamw-seed0-from4",
+        "train.init_from": self.stable,
+        "train.init_step": 4,
+        "train.steps": 8,
+        "opt.schedule": "wsd",
+        "opt.decay_start": 4,
+      },
+    )
+    self.assertEqual([branches.end_step(400, f) for f in (0.2, 0.1)], [500, 444])
+
+  def test_bad_branches_are_refused_before_any_work(self):
+    twin = os.path.join(tempfile.mkdtemp(), "adamw-seed0")
+    os.symlink(self.stable, twin)
+    for stables, steps, message in (
+      ([self.stable], [3], r"saved no checkpoint at step 3 \(saved: \[2, 4, 6\]\)"),
+      ([self.stable], [6], "step 6 of .* is outside its stable phase"),
+      ([self.stable, twin], [2], "share a directory name"),
+    ):
+      with self.subTest(message=message):
+        with self.assertRaisesRegex(ValueError, message):
+          branches.plan(stables, steps, 0.2, "out")
+    with self.assertRaisesRegex(ValueError, r"cooldown_fraction=1.0 must be in \(0, 1\)"):
+      branches.end_step(4, 1.0)
