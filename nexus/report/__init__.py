@@ -10,6 +10,8 @@ Nothing here runs a model: it reads what ``launch.train`` and ``launch.evaluate`
   intervals.
 - ``Report``, ``write_report``: the comparison report of ``launch.compare`` (markdown tables and PNG
   plots; matplotlib is imported only when a plot is drawn).
+- ``nexus.report.endpoints``: comparison at the same validation loss between annealed end points
+  (cooldown branches of ``launch.branches``).
 - ``nexus.report.tuning``: equal-budget sweeps with bracketed optima, selected on validation
   (``launch.sweep``).
 

@@ -14,6 +14,7 @@ import sys
 import tempfile
 
 from absl.testing import absltest
+import pytest
 
 from tests.train import harness
 
@@ -33,6 +34,7 @@ def read_records(workdir: str) -> list[dict]:
     return [json.loads(line) for line in f]
 
 
+@pytest.mark.slow
 class LaunchersTest(absltest.TestCase):
   @classmethod
   def setUpClass(cls):
