@@ -1,8 +1,8 @@
 """The config a run saved, for runs that must match it: ``--config=configs/from_run.py:<workdir>``.
 
-Returns ``<workdir>/config.json`` as a ConfigDict whose every field is overridable with its type, so a
-cooldown branch (``launch.branches``) starts from exactly its stable run's config and changes only
-what ``--config.<section>.<field>`` overrides name.
+Returns ``<workdir>/config.json`` as a ConfigDict whose every field is overridable with its type,
+so a cooldown branch (``launch.branches``) starts from exactly its stable run's config and changes
+only what ``--config.<section>.<field>`` overrides name.
 """
 
 

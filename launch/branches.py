@@ -1,20 +1,22 @@
-r"""Cooldown branches of stable runs, each trained then measured: the annealed end points of issue 10.
+r"""Cooldown branches of stable runs, each trained then measured: issue 10's annealed end points.
 
-  python -m launch.branches --stable=runs/adamw-seed0,runs/nexus-seed0 --branch_steps=200,400,600 \
-      --cooldown_fraction=0.2 --out=runs/branches [--evaluate_flag=--downstream_problems=500]
+  python -m launch.branches --stable=runs/adamw-seed0,runs/nexus-seed0 \
+      --branch_steps=200,400,600 --cooldown_fraction=0.2 --out=runs/branches \
+      [--evaluate_flag=--downstream_problems=500]
 
-For every stable run and every branch step b (a saved checkpoint of the stable phase: the stable run
-must keep it, e.g. ``--config.checkpoint.keep`` above the number of its checkpoints), a branch
-``<out>/<stable directory name>-from<b>`` starts from step b (``train.init_from``/``train.init_step``: params,
-optimizer state, data position) and decays linearly from b over the last ``cooldown_fraction`` of its
-steps (wsd with ``opt.decay_start=b``, ``train.steps = round(b / (1 − cooldown_fraction))``), with the
-stable run's config otherwise (``configs/from_run.py``). Each branch is then measured by
-``launch.evaluate``. Finished branches are not retrained and measured ones not re-measured, so an
-interrupted stage resumes where it stopped. ``launch.compare --endpoints=<out>`` compares the end
-points at the same validation loss (``nexus.report.endpoints``).
+For every stable run and every branch step b (a saved checkpoint of the stable phase: the stable
+run must keep it, e.g. ``--config.checkpoint.keep`` above the number of its checkpoints), a branch
+``<out>/<stable directory name>-from<b>`` starts from step b (``train.init_from`` and
+``train.init_step``: params, optimizer state, data position) and decays linearly from b over the
+last ``cooldown_fraction`` of its steps (wsd with ``opt.decay_start=b`` and
+``train.steps = round(b / (1 − cooldown_fraction))``), with the stable run's config otherwise
+(``configs/from_run.py``). Each branch is then measured by ``launch.evaluate``. Finished branches
+are not retrained and measured ones not re-measured, so an interrupted stage resumes where it
+stopped. ``launch.compare --endpoints=<out>`` compares the end points at the same validation loss
+(``nexus.report.endpoints``).
 
-Every branch is checked before any work: the stable run saved step b, and b lies in its stable phase
-(its learning rate there is the peak).
+Every branch is checked before any work: the stable run saved step b, and b lies in its stable
+phase (its learning rate there is the peak).
 """
 
 import dataclasses
@@ -39,7 +41,7 @@ _EVALUATE_FLAGS = flags.DEFINE_multi_string(
   "evaluate_flag", [], "A flag for launch.evaluate, e.g. --evaluate_flag=--downstream_problems=100."
 )
 
-# The stable run's own config (``configs/from_run.py:<workdir>``), whatever file it was trained with.
+# The stable run's own config (``configs/from_run.py:<workdir>``), whatever file trained it.
 CONFIG_FROM_RUN = os.path.join(
   os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "from_run.py"
 )

@@ -279,3 +279,24 @@ def format_section(comparison: EndPointComparison) -> str:
       paired.format_table(comparison.differences[index], baseline=comparison.baseline).rstrip(),
     ]
   return "\n\n".join(parts)
+
+
+PRIMARY_HEADING = "## Primary view: at the same validation loss, between annealed end points"
+SECONDARY_NOTE = (
+  "The sections below are the secondary view: the runs' training curves matched at the same "
+  "training loss (curve matching), without annealing."
+)
+
+
+def insert_primary_section(report_path: str, section: str) -> None:
+  """Puts ``section`` into a ``launch.compare`` report before its first section, as the primary
+  view, and labels what follows (curve matching) as the secondary view."""
+  with open(report_path, encoding="utf-8") as f:
+    text = f.read()
+  head, marker, rest = text.partition("\n\n## ")
+  if not marker:
+    raise ValueError(
+      f"{report_path} has no '## ' section; pass a report written by launch.compare."
+    )
+  with open(report_path, "w", encoding="utf-8") as f:
+    f.write(f"{head}\n\n{PRIMARY_HEADING}\n\n{section}\n\n{SECONDARY_NOTE}\n\n## {rest}")

@@ -98,6 +98,20 @@ class CompareTest(absltest.TestCase):
       "| adamw | 0 | 100 → 125 (3.0000), 200 → 250 (2.6000), 300 → 375 (2.2000) |", text
     )
 
+  def test_the_section_goes_first_and_curve_matching_is_labelled_secondary(self):
+    path = os.path.join(tempfile.mkdtemp(), "report.md")
+    with open(path, "w", encoding="utf-8") as f:
+      f.write(
+        "# Comparison: a vs b\n\n2 run(s).\n\n## Runs\n\ntable\n\n## At matched training loss\n"
+      )
+    endpoints.insert_primary_section(path, "END POINTS")
+    with open(path, encoding="utf-8") as f:
+      self.assertEqual(
+        f.read(),
+        f"# Comparison: a vs b\n\n2 run(s).\n\n{endpoints.PRIMARY_HEADING}\n\nEND POINTS\n\n"
+        f"{endpoints.SECONDARY_NOTE}\n\n## Runs\n\ntable\n\n## At matched training loss\n",
+      )
+
   def test_one_line_errors(self):
     complete = study(adamw=(3.0, 2.0), nexus=(3.0, 2.0))
     for data, kwargs, message in (
@@ -202,7 +216,7 @@ if __name__ == "__main__":
 
 @pytest.mark.slow
 class BranchPlanTest(absltest.TestCase):
-  """``launch.branches``'s plan on a real stable run (trained once, in process; no branch is run)."""
+  """``launch.branches``'s plan on a real stable run (trained once, in process; no branch runs)."""
 
   @classmethod
   def setUpClass(cls):
