@@ -61,6 +61,8 @@ class EndPoint:
   workdir: str
   method: str
   seed: int
+  stable: str | None
+  """The stable run the branch started from (``train.init_from``; None: not a branch)."""
   branch_step: int | None
   """The stable run's step the branch started from (None: not a branch, e.g. the stable run)."""
   step: int
@@ -127,6 +129,7 @@ def end_point(run: runs_lib.RunRecord) -> EndPoint:
     workdir=run.workdir,
     method=run.optimizer,
     seed=run.seed,
+    stable=train.get("init_from"),
     branch_step=train.get("init_step"),
     step=record["step"],
     validation_loss=float(record[MATCH_KEY]),
@@ -170,6 +173,16 @@ def _group(points: Sequence[EndPoint]) -> dict[RunKey, list[EndPoint]]:
     )
   if len(every) < 2:
     raise ValueError(f"paired intervals need two or more seeds; got {every}: run more seeds.")
+  mixed = {
+    key: sorted({str(p.stable) for p in members})
+    for key, members in groups.items()
+    if len({p.stable for p in members}) > 1
+  }
+  if mixed:
+    raise ValueError(
+      f"(method, seed) end points branch from several stable runs {mixed}; compare one stable "
+      "run per method and seed."
+    )
   few = sorted(key for key, members in groups.items() if len(members) < 2)
   if few:
     raise ValueError(

@@ -1,6 +1,7 @@
 """Comparison at the same validation loss between annealed end points: levels, interpolation,
 pairing, one-line errors."""
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -29,6 +30,7 @@ def points(method: str, seed: int, losses, *, metric=None) -> list[endpoints.End
       workdir=f"{method}-s{seed}-b{index}",
       method=method,
       seed=seed,
+      stable=f"{method}-s{seed}",
       branch_step=100 * (index + 1),
       step=125 * (index + 1),
       validation_loss=loss,
@@ -129,7 +131,13 @@ class CompareTest(absltest.TestCase):
       ),
       (complete, {"baseline": "sgd"}, "baseline 'sgd' is not among"),
       (
-        complete[:-1] + [endpoints.EndPoint("odd", "nexus", 2, 300, 375, 1.8, {OOD: 1.0})],
+        complete[:-1] + [dataclasses.replace(complete[-1], stable="other")],
+        {},
+        r"branch from several stable runs \{\('nexus', 2\): \['nexus-s2', 'other'\]\}",
+      ),
+      (
+        complete[:-1]
+        + [endpoints.EndPoint("odd", "nexus", 2, "nexus-s2", 300, 375, 1.8, {OOD: 1.0})],
         {},
         "'odd' measured .* unlike the others",
       ),
@@ -146,7 +154,7 @@ class FromDiskTest(absltest.TestCase):
     config = {
       "opt": {"name": "adamw"},
       "seed": 0,
-      "train": {"steps": steps, "init_step": init_step},
+      "train": {"steps": steps, "init_from": "stable", "init_step": init_step},
     }
     with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
       json.dump(config, f)
@@ -172,9 +180,10 @@ class FromDiskTest(absltest.TestCase):
     workdir = self.run_dir([{"step": 20, "train/loss": 2.0, "eval/loss_macro": 2.6}, measured])
     got = endpoints.load_end_points([os.path.dirname(workdir) + "/" + os.path.basename(workdir)])
     self.assertEqual(
-      (got[0].method, got[0].seed, got[0].branch_step, got[0].step, got[0].validation_loss),
-      ("adamw", 0, 10, 20, 2.5),
+      (got[0].method, got[0].seed, got[0].stable, got[0].branch_step, got[0].step),
+      ("adamw", 0, "stable", 10, 20),
     )
+    self.assertEqual(got[0].validation_loss, 2.5)
     self.assertEqual(
       list(got[0].metrics),
       [
