@@ -6,7 +6,7 @@ At the checkpoint θ of ``<workdir>``:
   training) and on the batches of the reported split, by default test (``test/...``);
 - closeness of per-source minima: full-batch SGD with a small learning rate on a fixed sample of each
   training source's *training* split (the same sample for every run: a fixed data seed) until that
-  source's loss has dropped by a fixed fraction, or a step budget ends (``nexus.eval.make_sgd_closeness``);
+  source's loss has dropped by a fixed fraction, or a step budget ends (``nexus.measure.make_sgd_closeness``);
 - downstream on the generated math families (training families and held-out compositions), problems
   of the reported split: teacher-forced answer NLL and token accuracy, and exact match of greedy
   generation beside its chance level.
@@ -119,7 +119,7 @@ def evaluate_checkpoint(
     workdir: a run directory made by ``launch.train``.
     split: the split of the reported numbers (``test``; ``validation`` for selection-time checks).
     closeness_learning_rate, closeness_relative_drop, closeness_max_steps: the SGD fine-tuning of
-      closeness (``nexus.eval.make_sgd_closeness``); keep them equal across the runs compared. On the tiny
+      closeness (``nexus.measure.make_sgd_closeness``); keep them equal across the runs compared. On the tiny
       config after 100 AdamW steps, lr 0.1 reached a 10% drop in 11–16 steps on the math sources but only
       1.4% (code) and 6% (prose) in 20 steps; lr 0.5 diverged. Check ``closeness/reached/*`` in a pilot.
     closeness_batches: batches of ``config.eval.batch_size`` rows per source in the training sample.
