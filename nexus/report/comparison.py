@@ -93,12 +93,17 @@ def _evaluation_losses(
 
 
 def matched_table(
-  groups: plots.Groups, keys: Sequence[str], levels: Sequence[float], *, loss_key: str, window: int
+  groups: plots.Groups,
+  keys: Sequence[str],
+  levels: Sequence[float] | np.ndarray,
+  *,
+  loss_key: str,
+  window: int,
 ) -> list[TableRow]:
   """Rows (level, optimizer): the step reaching each level and every metric interpolated there."""
   per_group = {}
   for optimizer, members in groups.items():
-    values = {column: [] for column in [STEP, *keys]}
+    values: dict[str, list[np.ndarray]] = {column: [] for column in [STEP, *keys]}
     for run in members:
       loss_steps, losses = run.curve(loss_key)
       values[STEP].append(

@@ -23,9 +23,10 @@ import dataclasses
 import math
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 
-def _as_1d(values: Sequence[float], name: str) -> np.ndarray:
+def _as_1d(values: ArrayLike, name: str) -> np.ndarray:
   array = np.asarray(values, np.float64)
   if array.ndim != 1:
     raise ValueError(f"{name} must be one-dimensional; got shape {array.shape}.")
@@ -37,43 +38,43 @@ def _check_steps(steps: np.ndarray, name: str) -> None:
     raise ValueError(f"{name} must be strictly increasing; sort them and drop duplicate steps.")
 
 
-def monotone_loss_curve(losses: Sequence[float], *, window: int = 1) -> np.ndarray:
+def monotone_loss_curve(losses: ArrayLike, *, window: int = 1) -> np.ndarray:
   """Trailing mean over ``window`` logged losses, then the running minimum (a non-increasing curve)."""
   if not isinstance(window, int) or window < 1:
     raise ValueError(f"window={window!r} must be a positive integer (1: no smoothing).")
-  losses = _as_1d(losses, "losses")
-  if not np.all(np.isfinite(losses)):
+  logged = _as_1d(losses, "losses")
+  if not np.all(np.isfinite(logged)):
     raise ValueError(
       "losses must be finite; drop the steps whose loss was not logged or not finite."
     )
-  cumulative = np.concatenate([[0.0], np.cumsum(losses)])
-  ends = np.arange(1, len(losses) + 1)
+  cumulative = np.concatenate([[0.0], np.cumsum(logged)])
+  ends = np.arange(1, len(logged) + 1)
   starts = np.maximum(ends - window, 0)
   smoothed = (cumulative[ends] - cumulative[starts]) / (ends - starts)
   return np.minimum.accumulate(smoothed)
 
 
 def loss_at_steps(
-  loss_steps: Sequence[float],
-  losses: Sequence[float],
-  query_steps: Sequence[float],
+  loss_steps: ArrayLike,
+  losses: ArrayLike,
+  query_steps: ArrayLike,
   *,
   window: int = 1,
 ) -> np.ndarray:
   """The monotone training loss at ``query_steps`` (linear in step between logged steps; NaN outside)."""
-  loss_steps, query_steps = _as_1d(loss_steps, "loss_steps"), _as_1d(query_steps, "query_steps")
-  if len(loss_steps) != len(losses) or not len(loss_steps):
+  steps, queries = _as_1d(loss_steps, "loss_steps"), _as_1d(query_steps, "query_steps")
+  logged = _as_1d(losses, "losses")
+  if len(steps) != len(logged) or not len(steps):
     raise ValueError(
-      f"loss_steps ({len(loss_steps)}) and losses ({len(losses)}) must be equally long and "
-      "non-empty."
+      f"loss_steps ({len(steps)}) and losses ({len(logged)}) must be equally long and non-empty."
     )
-  _check_steps(loss_steps, "loss_steps")
-  curve = monotone_loss_curve(losses, window=window)
-  return np.interp(query_steps, loss_steps, curve, left=np.nan, right=np.nan)
+  _check_steps(steps, "loss_steps")
+  curve = monotone_loss_curve(logged, window=window)
+  return np.interp(queries, steps, curve, left=np.nan, right=np.nan)
 
 
 def interpolate_at_levels(
-  eval_losses: Sequence[float], values: Sequence[float], levels: Sequence[float]
+  eval_losses: ArrayLike, values: ArrayLike, levels: ArrayLike
 ) -> np.ndarray:
   """Each level's metric value, linear in loss between the evaluations bracketing it (NaN if none do).
 
@@ -82,55 +83,51 @@ def interpolate_at_levels(
     values: the metric at each evaluation (NaN entries are skipped).
     levels: training-loss levels to read the metric at.
   """
-  eval_losses, values, levels = (
+  loss, value, targets = (
     _as_1d(eval_losses, "eval_losses"),
     _as_1d(values, "values"),
     _as_1d(levels, "levels"),
   )
-  if len(eval_losses) != len(values):
-    raise ValueError(
-      f"eval_losses ({len(eval_losses)}) and values ({len(values)}) must be equally long."
-    )
-  known = np.isfinite(eval_losses) & np.isfinite(values)
-  eval_losses, values = eval_losses[known], values[known]
-  if np.any(np.diff(eval_losses) > 0):
+  if len(loss) != len(value):
+    raise ValueError(f"eval_losses ({len(loss)}) and values ({len(value)}) must be equally long.")
+  known = np.isfinite(loss) & np.isfinite(value)
+  loss, value = loss[known], value[known]
+  if np.any(np.diff(loss) > 0):
     raise ValueError(
       "eval_losses must be non-increasing; pass the monotone curve of loss_at_steps."
     )
-  result = np.full(len(levels), np.nan)
-  for index, level in enumerate(levels):
-    reached = np.flatnonzero(eval_losses <= level)
+  result = np.full(len(targets), np.nan)
+  for index, level in enumerate(targets):
+    reached = np.flatnonzero(loss <= level)
     if not len(reached):
       continue
     first = reached[0]
     if first == 0:
-      if eval_losses[0] == level:
-        result[index] = values[0]
+      if loss[0] == level:
+        result[index] = value[0]
       continue
-    weight = (eval_losses[first - 1] - level) / (eval_losses[first - 1] - eval_losses[first])
-    result[index] = values[first - 1] + weight * (values[first] - values[first - 1])
+    weight = (loss[first - 1] - level) / (loss[first - 1] - loss[first])
+    result[index] = value[first - 1] + weight * (value[first] - value[first - 1])
   return result
 
 
 def matched_metric(
-  loss_steps: Sequence[float],
-  losses: Sequence[float],
-  metric_steps: Sequence[float],
-  metric_values: Sequence[float],
-  levels: Sequence[float],
+  loss_steps: ArrayLike,
+  losses: ArrayLike,
+  metric_steps: ArrayLike,
+  metric_values: ArrayLike,
+  levels: ArrayLike,
   *,
   window: int = 1,
 ) -> np.ndarray:
   """One run's metric at each training-loss level (steps 1-3 of the module docstring)."""
-  metric_steps = _as_1d(metric_steps, "metric_steps")
-  _check_steps(metric_steps, "metric_steps")
-  eval_losses = loss_at_steps(loss_steps, losses, metric_steps, window=window)
+  steps = _as_1d(metric_steps, "metric_steps")
+  _check_steps(steps, "metric_steps")
+  eval_losses = loss_at_steps(loss_steps, losses, steps, window=window)
   return interpolate_at_levels(eval_losses, metric_values, levels)
 
 
-def common_loss_levels(
-  eval_losses_per_run: Sequence[Sequence[float]], num_levels: int
-) -> np.ndarray:
+def common_loss_levels(eval_losses_per_run: Sequence[ArrayLike], num_levels: int) -> np.ndarray:
   """``num_levels`` loss levels, highest first, that every run's evaluations bracket.
 
   The range runs from the lowest loss every run reaches (the largest of the runs' final losses) up to
@@ -140,8 +137,8 @@ def common_loss_levels(
   if not isinstance(num_levels, int) or num_levels < 1:
     raise ValueError(f"num_levels={num_levels!r} must be a positive integer.")
   ranges = []
-  for losses in eval_losses_per_run:
-    losses = _as_1d(losses, "eval losses")
+  for run_losses in eval_losses_per_run:
+    losses = _as_1d(run_losses, "eval losses")
     losses = losses[np.isfinite(losses)]
     if not len(losses):
       return np.zeros(0)

@@ -152,7 +152,7 @@ def paired_table(
     by_method.setdefault(method, {})[seed] = values
   if baseline not in by_method:
     raise ValueError(f"baseline {baseline!r} has no runs; methods measured: {sorted(by_method)}.")
-  table = {}
+  table: dict[str, dict[str, Interval]] = {}
   for method, runs in by_method.items():
     if method == baseline:
       continue

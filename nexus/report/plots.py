@@ -107,7 +107,7 @@ def _group_cosine(
     steps.append(
       max(int(r["step"]) for r in run.records if r.get("geometry/cosine_matrix") is not None)
     )
-  if not matrices:
+  if not matrices or sources is None:
     return None
   return sources, np.mean(matrices, axis=0), max(steps), len(matrices)
 

@@ -162,6 +162,7 @@ def _edge_extension(
 ) -> tuple[Settings | None, list[str]]:
   """The next setting that would bracket the best one (None if it is bracketed), and why not where stuck."""
   best = result.chosen
+  assert best is not None  # a method's best setting is chosen before its edges are extended
   tried = {_key(point["settings"]) for point in result.points}
   stuck = []
   for field in fields:

@@ -166,6 +166,7 @@ def _check_branch(config: schema.ExperimentConfig) -> None:
   evaluation/checkpoint sections (the restored state and data position would not mean the same).
   """
   source, step = config.train.init_from, config.train.init_step
+  assert source is not None  # the caller branches only when init_from is set
   saved = checkpoint_lib.saved_steps(source)
   if step not in saved:
     raise ValueError(
