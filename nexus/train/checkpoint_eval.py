@@ -47,28 +47,34 @@ def load_run_config(workdir: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(json.load(f))
 
 
-def _generate_fn(run, params, tokenizer, max_seq_len: int, max_new_tokens: int):
-  """Greedy continuations (text) of prompts, with the model's KV-cache generation."""
+def _generate_fn(run, params, tokenizer, max_seq_len: int, max_new_tokens: int, rows: int):
+  """Greedy continuations (text) of prompts, with the model's KV-cache generation.
+
+  Every call is padded to one shape, ``rows`` prompts of ``max_seq_len - max_new_tokens`` tokens (a
+  one-token filler prompt fills missing rows, its output dropped), so generation compiles once for
+  every task and batch instead of once per prompt width; longer prompts get fewer new tokens.
+  """
+  width = max_seq_len - max_new_tokens
 
   def generate(prompts: list[str]) -> list[str]:
     encoded = [[data_lib.BOS_ID] + tokenizer.encode(prompt) for prompt in prompts]
-    new_tokens = min(max_new_tokens, max_seq_len - max(len(e) for e in encoded))
+    longest = max(len(e) for e in encoded)
+    new_tokens = min(max_new_tokens, max_seq_len - longest)
     if new_tokens < 1:
-      raise ValueError(
-        f"prompts of {max(len(e) for e in encoded)} tokens leave no room in max_seq_len={max_seq_len}."
-      )
+      raise ValueError(f"prompts of {longest} tokens leave no room in max_seq_len={max_seq_len}.")
+    padded = np.zeros((max(rows, len(encoded)), max(width, longest)), np.int32)
+    padded[:, 0] = data_lib.BOS_ID
+    for row, prompt in enumerate(encoded):
+      padded[row, : len(prompt)] = prompt
     out = model_lib.generate(
-      run.model(params),
-      model_lib.pad_prompts(encoded),
-      max_new_tokens=new_tokens,
-      eos_id=data_lib.EOS_ID,
+      run.model(params), padded, max_new_tokens=new_tokens, eos_id=data_lib.EOS_ID
     )
     texts = []
-    for row in np.asarray(out):
-      row = [int(t) for t in row]
-      if data_lib.EOS_ID in row:
-        row = row[: row.index(data_lib.EOS_ID)]
-      texts.append(tokenizer.decode(row))
+    for continuation in np.asarray(out)[: len(encoded)]:
+      tokens = [int(t) for t in continuation]
+      if data_lib.EOS_ID in tokens:
+        tokens = tokens[: tokens.index(data_lib.EOS_ID)]
+      texts.append(tokenizer.decode(tokens))
     return texts
 
   return generate
@@ -175,10 +181,11 @@ def evaluate_checkpoint(
   tasks = [
     eval_lib.math_task(f, num=exact_match_problems, seed=data_seed, split=split) for f in families
   ]
-  generate = _generate_fn(run, params, tokenizer, config.model.max_seq_len, max_new_tokens)
-  metrics.update(
-    eval_lib.evaluate_tasks(generate, tasks, batch_size=min(exact_match_problems, 128))
+  batch_size = min(exact_match_problems, 128)
+  generate = _generate_fn(
+    run, params, tokenizer, config.model.max_seq_len, max_new_tokens, rows=batch_size
   )
+  metrics.update(eval_lib.evaluate_tasks(generate, tasks, batch_size=batch_size))
   for metric in ("accuracy", "accuracy_chance", *eval_lib.teacher_forced.METRICS):
     held_out = [metrics[f"downstream/{f}/{metric}"] for f in data_lib.HELD_OUT_MATH_FAMILIES]
     metrics[f"downstream/held_out_mean/{metric}"] = float(np.mean(held_out))
