@@ -146,7 +146,7 @@ def evaluate_checkpoint(
   evaluator = evaluation.Evaluator(config, run, train_sources)
   metrics = dict(evaluator.evaluate(params))
   if split != "validation":
-    reported = evaluation.Evaluator(config, run, train_sources, split=split).evaluate(params)
+    reported = evaluator.evaluate(params, split=split)
     metrics.update({f"{split}/{key.split('/', 1)[1]}": value for key, value in reported.items()})
 
   closeness = eval_lib.make_sgd_closeness(

@@ -18,23 +18,17 @@ def _num_target_tokens(batch):
 
 
 class Evaluator:
-  """Measures ``params`` on the run's validation (or ``split``) batches (built once, placed replicated)."""
+  """Measures ``params`` on fixed batches of a split (built once per split, placed replicated).
 
-  def __init__(self, config, run, train_sources: list[str], split: str = "validation"):
+  The measurements are compiled once and shared by every split, so evaluating the validation and the
+  test split of one checkpoint compiles each measurement once.
+  """
+
+  def __init__(self, config, run, train_sources: list[str]):
     self.train_sources = list(train_sources)
     self.held_out = list(data_lib.held_out_source_names(config.data))
-    host_batches = data_lib.make_eval_batches(
-      config.data,
-      sources=self.train_sources + self.held_out,
-      batch_size=config.eval.batch_size,
-      seq_len=config.train.seq_len,
-      num_batches=config.eval.num_batches,
-      split=split,
-    )
-    self._batches = {
-      name: [{"tokens": run.replicated(np.asarray(b["tokens"]))} for b in source_batches]
-      for name, source_batches in host_batches.items()
-    }
+    self._config, self._run = config, run
+    self._batches: dict[str, dict] = {}
     self._per_source_loss = eval_lib.make_per_source_loss(
       lambda params, batch: run.row_loss(params, batch["tokens"]), num_tokens_fn=_num_target_tokens
     )
@@ -45,12 +39,27 @@ class Evaluator:
         method=config.eval.geometry_method,
       )
 
-  def source_batches(self, names: list[str]) -> dict:
-    """The placed validation batches of the named sources, ``{name: [batch, ...]}``."""
-    return {name: self._batches[name] for name in names}
+  def source_batches(self, names: list[str], split: str = "validation") -> dict:
+    """The placed batches of the named sources in ``split``, ``{name: [batch, ...]}``."""
+    if split not in self._batches:
+      config = self._config
+      host_batches = data_lib.make_eval_batches(
+        config.data,
+        sources=self.train_sources + self.held_out,
+        batch_size=config.eval.batch_size,
+        seq_len=config.train.seq_len,
+        num_batches=config.eval.num_batches,
+        split=split,
+      )
+      self._batches[split] = {
+        name: [{"tokens": self._run.replicated(np.asarray(b["tokens"]))} for b in batches]
+        for name, batches in host_batches.items()
+      }
+    return {name: self._batches[split][name] for name in names}
 
-  def evaluate(self, params) -> dict:
-    metrics = self._per_source_loss(params, self._batches, held_out_sources=self.held_out)
+  def evaluate(self, params, split: str = "validation") -> dict:
+    batches = self.source_batches(self.train_sources + self.held_out, split)
+    metrics = self._per_source_loss(params, batches, held_out_sources=self.held_out)
     if self._geometry is not None:
-      metrics.update(self._geometry(params, self.source_batches(self.train_sources)))
+      metrics.update(self._geometry(params, self.source_batches(self.train_sources, split)))
     return jax.device_get(metrics)
