@@ -43,7 +43,9 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   from nexus.train import checkpoint_eval  # pylint: disable=g-import-not-at-top
+  from nexus.train import run_logging  # pylint: disable=g-import-not-at-top
 
+  run_logging.quiet_terminal()  # the measurements and this project's warnings only; no library INFO
   try:
     metrics = checkpoint_eval.evaluate_checkpoint(
       _WORKDIR.value,
