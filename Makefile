@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: train test test-fast bench
+.PHONY: train test test-fast lint bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,9 +16,15 @@ $(STAMP): pyproject.toml
 train: $(STAMP)
 	@$(PY) -m launch.train --config=configs/tiny.py --workdir=runs/tiny
 
-## The whole test suite (unit, integration, 8-fake-device sharding tests).
-test: $(STAMP)
+## The whole test suite (unit, integration, 8-fake-device sharding tests), after the lint checks.
+test: lint
 	$(PY) -m pytest -n 2 tests
+
+## Formatter (check only), linter and type checker, as CI runs them (configured in pyproject.toml).
+lint: $(STAMP)
+	$(VENV)/bin/ruff format --check --quiet .
+	$(VENV)/bin/ruff check --quiet .
+	$(VENV)/bin/mypy
 
 ## The suite without the tests marked slow (those that train for real), for editing.
 test-fast: $(STAMP)

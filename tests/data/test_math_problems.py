@@ -55,7 +55,7 @@ class FamiliesTest(parameterized.TestCase):
       problems = data_lib.math_problems(family, split, 60, seed=3)
       self.assertLen(problems, 60)
       self.assertLen({prompt for prompt, _ in problems}, 60)
-      for prompt, answer in problems:
+      for prompt, _ in problems:
         self.assertEqual(splits.split_of(prompt), split)
     rng = random.Random(0)
     for _ in range(200):

@@ -254,7 +254,7 @@ class InjectedHyperparametersTest(parameterized.TestCase):
     results = []
     for tx in (injected, plain):
       params, state = make_params(), tx.init(make_params())
-      for t in range(3):
+      for _ in range(3):
         if mode == "opaque":
           params, state = opaque_step(tx)(params, state)
         else:
