@@ -52,7 +52,19 @@ class _TerminalFilter(logging.Filter):
 
 
 def _log_thread_exception(args) -> None:
-  logging.getLogger("nexus.threads").error(
+  """An uncaught exception of a background thread: on the terminal only if our code raised it.
+
+  A library's thread (orbax, TensorBoard's event writer) that dies while a failing run shuts down
+  (e.g. on a full disk) only repeats the error the user already got in one line: file only.
+  """
+  innermost = args.exc_traceback
+  while innermost is not None and innermost.tb_next is not None:
+    innermost = innermost.tb_next
+  ours = innermost is not None and os.path.abspath(
+    innermost.tb_frame.f_code.co_filename
+  ).startswith(_OUR_DIRS)
+  logging.getLogger("nexus.threads").log(
+    logging.ERROR if ours else logging.INFO,
     "Uncaught exception in thread %s",
     getattr(args.thread, "name", "?"),
     exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
