@@ -67,7 +67,7 @@ def main(argv=None):
   parser.add_argument("--inner_steps", type=int, default=4, help="K, micro-batches per outer step")
   parser.add_argument("--steps", type=int, default=3, help="outer steps per timed repeat")
   parser.add_argument("--repeats", type=int, default=7, help="interleaved repeats (median)")
-  parser.add_argument("--mode", default="pure_uniform", choices=data_lib.MODES)
+  parser.add_argument("--mode", default="pure_uniform", choices=data_lib.SAMPLING_MODES)
   parser.add_argument("--tokenizer", default="byte", help="'byte' or a SentencePiece .model path")
   parser.add_argument(
     "--corpus_dir", default=None, help="corpus cache (default: the config's, shared with training)"

@@ -17,7 +17,7 @@ not import the model or the optimizer.
 """
 
 from nexus.data.builtin_sources import BUILTIN_SOURCES
-from nexus.data.config import MODES
+from nexus.data.config import SAMPLING_MODES
 from nexus.data.config import DataConfig
 from nexus.data.config import all_source_names
 from nexus.data.config import check_data_fields

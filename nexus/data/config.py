@@ -19,7 +19,7 @@ from nexus.data import tokenizers
 # pure_uniform: one source per micro-batch, drawn i.i.d. uniformly (the paper); pure_weighted: drawn
 # by weights; round_robin: each source once per cycle, in a fresh random order every cycle;
 # mixture: every row drawn by weights (per-row source ids).
-MODES = ("pure_uniform", "pure_weighted", "round_robin", "mixture")
+SAMPLING_MODES = ("pure_uniform", "pure_weighted", "round_robin", "mixture")
 WEIGHTED_MODES = ("pure_weighted", "mixture")
 PREFETCH_MODES = ("none", "thread", "process")
 
@@ -167,7 +167,7 @@ def _check_weights(data_cfg, specs: list[sources_lib.SourceSpec]) -> None:
 
 def check_data_fields(data_cfg) -> None:
   """Checks every field of the ``data`` section on its own; raises a one-line ValueError naming the fix."""
-  config_fields.choice("config.data.mode", data_cfg.mode, MODES)
+  config_fields.choice("config.data.mode", data_cfg.mode, SAMPLING_MODES)
   config_fields.choice("config.data.prefetch", data_cfg.prefetch, PREFETCH_MODES)
   config_fields.positive_int("config.data.prefetch_buffer_size", data_cfg.prefetch_buffer_size)
   config_fields.non_negative_int("config.data.seed", data_cfg.seed)

@@ -23,7 +23,7 @@ import optax
 
 from nexus.optim import checks
 from nexus.optim import normalize as normalize_lib
-from nexus.optim._two_loop import MODES
+from nexus.optim._two_loop import UPDATE_MODES
 from nexus.optim._two_loop import two_loop
 
 PSEUDO_GRADIENT_SCALES = ("raw", "inverse_gamma")
@@ -132,7 +132,7 @@ def nexus(
   checks.check_num_inner_steps(num_inner_steps)
   checks.check_choice("normalize", normalize, normalize_lib.NORMALIZATIONS)
   checks.check_choice("pseudo_gradient_scale", pseudo_gradient_scale, PSEUDO_GRADIENT_SCALES)
-  checks.check_choice("mode", mode, MODES)
+  checks.check_choice("mode", mode, UPDATE_MODES)
   checks.check_inner_learning_rate(inner_learning_rate, pseudo_gradient_scale)
 
   if pseudo_gradient_scale == "inverse_gamma":

@@ -46,7 +46,7 @@ from nexus.optim import checks
 from nexus.optim import microbatches
 from nexus.optim import tree_utils
 
-MODES = ("opaque", "transparent")
+UPDATE_MODES = ("opaque", "transparent")
 
 
 class TwoLoopDiagnostics(NamedTuple):
@@ -150,7 +150,7 @@ def two_loop(
   checks.check_transformation(inner, "inner")
   checks.check_transformation(outer, "outer")
   checks.check_num_inner_steps(num_inner_steps)
-  checks.check_choice("mode", mode, MODES)
+  checks.check_choice("mode", mode, UPDATE_MODES)
   inner = optax.with_extra_args_support(inner)
   k = int(num_inner_steps)
   transparent = mode == "transparent"

@@ -15,7 +15,7 @@ import tensorflow_datasets as tfds
 from nexus import data as data_lib
 from tests.data import fixtures
 
-MODES = ("pure_uniform", "pure_weighted", "round_robin", "mixture")
+MODES = data_lib.SAMPLING_MODES
 SHAPES = dict(num_inner_steps=3, global_batch_size=4, seq_len=24)
 LETTER_IDS = {letter: ord(letter) + 3 for letter in "abc"}
 

@@ -10,7 +10,7 @@ import numpy as np
 import optax
 
 import nexus
-from nexus.optim._two_loop import MODES
+from nexus.optim._two_loop import UPDATE_MODES
 from nexus.optim._two_loop import two_loop
 
 K = 2
@@ -222,7 +222,7 @@ class WrappersTest(parameterized.TestCase):
 
 
 class InjectedHyperparametersTest(parameterized.TestCase):
-  @parameterized.product(dtype=(jnp.bfloat16, jnp.float16), mode=MODES)
+  @parameterized.product(dtype=(jnp.bfloat16, jnp.float16), mode=UPDATE_MODES)
   def test_low_precision_params(self, dtype, mode):
     factory = optax.inject_hyperparams(nexus.nexus, static_args=("num_inner_steps", "mode"))
     tx = factory(optax.adam(1e-2), inner_learning_rate=0.05, num_inner_steps=K, mode=mode)
@@ -240,7 +240,7 @@ class InjectedHyperparametersTest(parameterized.TestCase):
     for leaf in jax.tree.leaves(params):
       self.assertEqual(leaf.dtype, dtype)
 
-  @parameterized.parameters(*MODES)
+  @parameterized.parameters(*UPDATE_MODES)
   def test_gamma_schedules_see_the_outer_step(self, mode):
     schedule = lambda count: 0.08 / (1.0 + count)
     injected_gamma = (
@@ -263,7 +263,7 @@ class InjectedHyperparametersTest(parameterized.TestCase):
       results.append(params)
     assert_trees_close(self, results[0], results[1], rtol=1e-6)
 
-  @parameterized.parameters(*MODES)
+  @parameterized.parameters(*UPDATE_MODES)
   def test_float64_gamma_with_float32_params_under_x64(self, mode):
     with jax.enable_x64(True):
       params = make_params(jnp.float32)
@@ -289,7 +289,7 @@ class MemoryTest(parameterized.TestCase):
 
   @parameterized.product(
     dtypes=((jnp.float32, jnp.float32), (jnp.bfloat16, jnp.bfloat16), (jnp.bfloat16, jnp.float32)),
-    mode=MODES,
+    mode=UPDATE_MODES,
   )
   def test_state_bytes(self, dtypes, mode):
     params = make_params(*dtypes)
