@@ -1,19 +1,21 @@
 """Benchmark: the pre-tokenized training stream at a model's shape, against what accelerators consume.
 
-Times ``nexus.data.make_train_stream`` on the built-in corpus at the shape of one outer step (default:
-the 130m preset's K=4 micro-batches of B=128 rows of L=2048 tokens) in this process, one thread, no
-prefetching. Throughput is counted per CPU-second of this process (``time.process_time``), i.e. tokens
-per second per CPU core, which a shared or busy machine does not distort; wall-clock rates are printed
-beside it. Baseline, interleaved with the stream in the same process (median of repeats): a numpy
-gather of as many random windows from the same tokens held in memory, the floor of assembling a batch.
+Times ``nexus.data.make_train_stream`` on the built-in corpus at the shape of one outer step
+(default: the 130m preset's K=4 micro-batches of B=128 rows of L=2048 tokens) in this process, one
+thread, no prefetching. Throughput is counted per CPU-second of this process
+(``time.process_time``), i.e. tokens per second per CPU core, which a shared or busy machine does
+not distort; wall-clock rates are printed beside it. Baseline, interleaved with the stream in the
+same process (median of repeats): a numpy gather of as many random windows from the same tokens held
+in memory, the floor of assembling a batch.
 
-Target: one host of ``--host_cores`` cores feeds ``--margin`` times what ``--gpus`` accelerators consume
-at ``--mfu`` of a ``--peak_tflops`` dense bf16 peak (default: 32 cores, 10x, 8 H100 at 45% of 989
-TFLOP/s). Consumption = gpus * peak * mfu / FLOPs per token, with FLOPs per token from
-``nexus.model.flops.model_flops_per_token`` (6 * matmul weights + 12 * layers * heads * head_dim * L;
-the input embedding is a lookup, not a matmul).
+Target: one host of ``--host_cores`` cores feeds ``--margin`` times what ``--gpus`` accelerators
+consume at ``--mfu`` of a ``--peak_tflops`` dense bf16 peak (default: 32 cores, 10x, 8 H100 at 45%
+of 989 TFLOP/s). Consumption = gpus * peak * mfu / FLOPs per token, with FLOPs per token from
+``nexus.model.flops.model_flops_per_token`` (6 * matmul weights + 12 * layers * heads * head_dim *
+L; the input embedding is a lookup, not a matmul).
 
-Usage: python -m bench.data_pipeline [--preset 130m] [--batch 128] [--seq_len 2048] [--inner_steps 4]
+Usage:
+  python -m bench.data_pipeline [--preset 130m] [--batch 128] [--seq_len 2048] [--inner_steps 4]
 """
 
 import argparse

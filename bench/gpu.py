@@ -1,20 +1,22 @@
 """GPU benchmark of the training step: MFU with AdamW and with Nexus, attention paths, memory, 1b.
 
 Runs as it is on a fresh GPU machine: it needs only JAX, Flax, Optax and NumPy (no grain,
-ml_collections, TFDS or ArrayRecord: configs are built from ``nexus.model.PRESETS`` and the tokens are
-random, which does not change the speed of a dense model). Every figure comes from steps alternated in
-one process (``bench.timing``); MFU uses ``nexus.model.flops`` and the device's bf16 peak.
+ml_collections, TFDS or ArrayRecord: configs are built from ``nexus.model.PRESETS`` and the tokens
+are random, which does not change the speed of a dense model). Every figure comes from steps
+alternated in one process (``bench.timing``); MFU uses ``nexus.model.flops`` and the device's bf16
+peak.
 
 1. The 130m preset (bf16) with AdamW (K-step accumulation) and with Nexus(AdamW): median step time,
    tokens/s, MFU, the ratio Nexus/AdamW, compile time, compiled memory and the peak device memory
    in use so far in the process.
-2. Attention paths on the 130m AdamW step: "cudnn" (fused flash attention, GPU only), "xla", "einsum".
+2. Attention paths on the 130m AdamW step: "cudnn" (fused flash attention, GPU only), "xla",
+   "einsum".
 3. The 1b preset with AdamW, if it fits.
 
-Sections that would start after ``--budget_s`` are skipped and say so; a section that fails (e.g. out
-of memory) is recorded with its error and the others still run. Results go to
-``$OUT/gpu_bench.json`` and ``$OUT/gpu_bench.txt`` (``--out`` overrides). ``--dry_run`` runs the same
-code with tiny shapes on any backend (the test suite runs it on CPU).
+Sections that would start after ``--budget_s`` are skipped and say so; a section that fails (e.g.
+out of memory) is recorded with its error and the others still run. Results go to
+``$OUT/gpu_bench.json`` and ``$OUT/gpu_bench.txt`` (``--out`` overrides). ``--dry_run`` runs the
+same code with tiny shapes on any backend (the test suite runs it on CPU).
 
   bash bench/gpu.sh            # or: python -m bench.gpu [--dry_run] [--out DIR] [--budget_s 420]
 """

@@ -1,12 +1,13 @@
 """Benchmark: compile time versus depth (scanned vs unrolled layers) and compiled memory per preset.
 
 Everything is compiled ahead of time from abstract shapes (``nnx.eval_shape`` and
-``jax.ShapeDtypeStruct``): no parameter is ever allocated, so the 3B preset is measured on any machine.
-The compiled program is the training computation of the model layer: loss and gradients of
+``jax.ShapeDtypeStruct``): no parameter is ever allocated, so the 3B preset is measured on any
+machine. The compiled program is the training computation of the model layer: loss and gradients of
 ``mean_token_loss`` on one ``[batch, seq_len + 1]`` micro-batch (no optimizer).
 
-1. Compile time (lowering + XLA compilation) of a fixed-width model at growing depth (256-token rows), with
-   ``scan_layers=True`` (baseline) and ``False``; the ratio unrolled/scanned shows what the scan saves.
+1. Compile time (lowering + XLA compilation) of a fixed-width model at growing depth (256-token
+   rows), with ``scan_layers=True`` (baseline) and ``False``; the ratio unrolled/scanned shows what
+   the scan saves.
 2. ``compiled.memory_analysis()`` of every preset at its own precision and remat policy: arguments
    (parameters and tokens), outputs (loss and gradients) and temporaries (activations), in GiB per
    device. With ``--fsdp N`` the computation is compiled for N devices, parameters sharded by the
@@ -14,8 +15,9 @@ The compiled program is the training computation of the model layer: loss and gr
    activation constraints apply (on CPU, fake devices:
    ``XLA_FLAGS=--xla_force_host_platform_device_count=8``); ``--batch`` is then per device.
 
-Usage: python -m bench.model_compile [--depths 2,4,8,16] [--width 256] [--presets tiny,130m,350m,1b,3b]
-                                     [--batch 8] [--seq_len 2048] [--fsdp 1]
+Usage:
+  python -m bench.model_compile [--depths 2,4,8,16] [--width 256] [--presets tiny,130m,350m,1b,3b]
+      [--batch 8] [--seq_len 2048] [--fsdp 1]
 """
 
 import argparse

@@ -2,13 +2,14 @@
 
 Both consume the same K micro-batches on the same model (a plain-JAX MLP, so this script needs only
 JAX and Optax and runs unchanged on a GPU image), through the same calling convention
-(``tx.update(params, state, params, loss_fn=...)``). The jitted steps are alternated in one process and
-median time ratios are printed, with the optimizer-state bytes: with float32 params Nexus's state is
-AdamW's plus a few counters and diagnostics; with bfloat16 params it adds one float32 master copy (and
-AdamW's moments are float32 on its side, in the params' dtype on the baseline's).
+(``tx.update(params, state, params, loss_fn=...)``). The jitted steps are alternated in one process
+and median time ratios are printed, with the optimizer-state bytes: with float32 params Nexus's
+state is AdamW's plus a few counters and diagnostics; with bfloat16 params it adds one float32
+master copy (and AdamW's moments are float32 on its side, in the params' dtype on the baseline's).
 
-Also timed: AdamW accumulating the micro-batch gradients in the params' dtype (the baseline before it
-accumulated in float32, ``nexus.optim.accumulate_gradients``), to show what the float32 sum costs.
+Also timed: AdamW accumulating the micro-batch gradients in the params' dtype (the baseline before
+it accumulated in float32, ``nexus.optim.accumulate_gradients``), to show what the float32 sum
+costs.
 
 Usage: python -m bench.nexus_step [--width 1024] [--depth 4] [--batch 256] [--k 4] [--repeats 15]
                                   [--dtype float32|bfloat16]

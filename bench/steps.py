@@ -1,7 +1,7 @@
 """The one place where the benchmarks build an optimizer and the trainer's step function from it.
 
-The optimizer's calling convention belongs to ``nexus.optim`` and ``nexus.train.step``; keeping every
-benchmark's call here means a change of that API is a change of this function only.
+The optimizer's calling convention belongs to ``nexus.optim`` and ``nexus.train.step``; keeping
+every benchmark's call here means a change of that API is a change of this function only.
 """
 
 import dataclasses

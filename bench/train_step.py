@@ -1,11 +1,11 @@
 """Benchmark of the real training step: tokens/s, MFU, compiled memory, Nexus vs AdamW step time.
 
-For a config (default: tiny), builds the trainer's jitted step for AdamW (K-step accumulation) and for
-Nexus(AdamW) on the same synthetic ``[K, B, L+1]`` batch, alternates them in one process and prints the
-median step times, their ratio, tokens/s and model FLOPs utilization (``nexus.model.flops``: 6 FLOPs
-per matmul weight per token plus attention, the embedding lookup excluded, against the device's bf16
-peak: pass --peak_tflops, or it is looked up for known GPUs/TPUs), and the compiled memory of each
-step (``memory_analysis``). No data pipeline is needed.
+For a config (default: tiny), builds the trainer's jitted step for AdamW (K-step accumulation) and
+for Nexus(AdamW) on the same synthetic ``[K, B, L+1]`` batch, alternates them in one process and
+prints the median step times, their ratio, tokens/s and model FLOPs utilization
+(``nexus.model.flops``: 6 FLOPs per matmul weight per token plus attention, the embedding lookup
+excluded, against the device's bf16 peak: pass --peak_tflops, or it is looked up for known
+GPUs/TPUs), and the compiled memory of each step (``memory_analysis``). No data pipeline is needed.
 
   python -m bench.train_step --config=configs/tiny.py [--config.model.compute_dtype=bfloat16] [--repeats 10]
 """

@@ -3,9 +3,10 @@
 Every field, its meaning and its default live in one place, the schema's dataclasses
 (``nexus/train/schema.py``: ``TrainConfig``, ``EvalConfig``, ``MeshConfig``, ``CheckpointConfig``,
 ``ExperimentConfig``; ``nexus.model.ModelConfig``; ``nexus.data.DataConfig``;
-``nexus.optim.registry.OptimizerConfig``). Each ``configs/<name>.py`` calls ``base_config(preset)`` and
-adjusts fields; command-line overrides use ml_collections syntax, for any field of any section:
-``--config.opt.inner_learning_rate=0.02 --config.train.steps=500 --config.eval.geometry_method=map``.
+``nexus.optim.registry.OptimizerConfig``). Each ``configs/<name>.py`` calls ``base_config(preset)``
+and adjusts fields; command-line overrides use ml_collections syntax, for any field of any section:
+``--config.opt.inner_learning_rate=0.02 --config.train.steps=500
+--config.eval.geometry_method=map``.
 """
 
 import ml_collections

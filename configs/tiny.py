@@ -1,7 +1,7 @@
 """The tiny config: a real multi-source training run that finishes in minutes on a 2-core CPU.
 
-γ = 0.1 comes from the sweep in docs/study.md (``python -m launch.sweep``): at this scale the validation
-and OOD losses improved monotonically from γ = 0.003 to 0.1 at K = 4.
+γ = 0.1 comes from the sweep in docs/study.md (``python -m launch.sweep``): at this scale the
+validation and OOD losses improved monotonically from γ = 0.003 to 0.1 at K = 4.
 """
 
 from configs import base

@@ -6,10 +6,11 @@ r"""Builds (or finds cached) the built-in corpus, pre-tokenizes it, and prints i
   python -m launch.build_corpus --rebuild                           # delete a damaged cache, build again
 
 Nothing is downloaded: the sources come from this Python installation and from generators. Training
-uses the same caches automatically (``config.data.corpus_dir``) and builds what is missing on first use,
-so running this first is optional. The SentencePiece model (needs ``pip install sentencepiece``) is
-trained on the training splits of the training sources; use it with ``--config.data.tokenizer=<printed
-path>``. ``--rebuild`` deletes this corpus and every token cache of ``--corpus_dir`` first.
+uses the same caches automatically (``config.data.corpus_dir``) and builds what is missing on first
+use, so running this first is optional. The SentencePiece model (needs ``pip install
+sentencepiece``) is trained on the training splits of the training sources; use it with
+``--config.data.tokenizer=<printed path>``. ``--rebuild`` deletes this corpus and every token cache
+of ``--corpus_dir`` first.
 """
 
 import dataclasses

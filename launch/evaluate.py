@@ -3,8 +3,8 @@ r"""Measures a run's latest checkpoint: per-source/OOD loss, gradient geometry, 
   python -m launch.evaluate --workdir=runs/tiny [--split=test] [--closeness_relative_drop=0.05] \
       [--closeness_learning_rate=0.1] [--closeness_max_steps=100] [--downstream_problems=500]
 
-Appends the measurements to ``<workdir>/metrics.jsonl`` at the checkpoint's step (for launch.compare)
-and prints them.
+Appends the measurements to ``<workdir>/metrics.jsonl`` at the checkpoint's step (for
+launch.compare) and prints them.
 """
 
 from absl import app

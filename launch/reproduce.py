@@ -4,10 +4,11 @@ r"""The small-scale reproduction study: AdamW vs Nexus vs Nexus γ→0, same tok
   python -m launch.reproduce --out=gs://b/study --config=configs/130m.py --seeds=0,1,2 \
       --override=mesh.data=-1 --override=train.steps=20000      # the paper's scales, on GPUs or a TPU pod
 
-Every run trains the same config on the same data stream (same seed ⇒ same batches) and differs only in
-``opt.name``; each is then measured at its final checkpoint (per-source and OOD loss, gradient geometry,
-closeness of per-source minima, downstream exact-match accuracy), and ``launch.compare`` writes the
-report (matched-loss table and plots) to ``<out>/report``. Rerunning resumes an interrupted study.
+Every run trains the same config on the same data stream (same seed ⇒ same batches) and differs only
+in ``opt.name``; each is then measured at its final checkpoint (per-source and OOD loss, gradient
+geometry, closeness of per-source minima, downstream exact-match accuracy), and ``launch.compare``
+writes the report (matched-loss table and plots) to ``<out>/report``. Rerunning resumes an
+interrupted study.
 """
 
 import os

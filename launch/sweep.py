@@ -7,19 +7,20 @@ r"""Tunes every method of a comparison with the same budget, on the validation l
       --grid=nexus:opt.learning_rate=1e-3,3e-3,1e-2 --grid=nexus:opt.inner_learning_rate=0.03,0.1 \
       [--seeds=0] [--metric=eval/loss_macro] [--max_extensions=3] [--bound=opt.final_lr_fraction=0,1]
 
-A spec file is JSON: ``{"config": ..., "overrides": {field: value}, "methods": {method: {field: [values]}},
-"metric": ..., "seeds": [...], "max_extensions": n, "bounds": {field: [low, high]}}``; any of these flags
-given on the command line replaces the spec's value (``--grid`` flags replace its methods). A method is
-``opt.name`` unless its grid sets ``opt.name`` itself (so ``"nexus_leaf": {"opt.name": ["nexus"],
-"opt.normalize": ["leaf"], ...}`` is a variant). Every method's grid must have the same number of settings;
-each setting is trained with ``launch.train`` (any config field can be swept) and scored by ``--metric`` at
-its last step, a validation metric; when the best setting is at the edge of a numeric field the sweep
-adds one setting beyond it (``nexus.report.tuning``), and says so. The choice and every run go to
-``<out>/sweep.json`` and ``<out>/sweep.md``.
+A spec file is JSON: ``{"config": ..., "overrides": {field: value}, "methods": {method: {field:
+[values]}}, "metric": ..., "seeds": [...], "max_extensions": n, "bounds": {field: [low, high]}}``;
+any of these flags given on the command line replaces the spec's value (``--grid`` flags replace its
+methods). A method is ``opt.name`` unless its grid sets ``opt.name`` itself (so ``"nexus_leaf":
+{"opt.name": ["nexus"], "opt.normalize": ["leaf"], ...}`` is a variant). Every method's grid must
+have the same number of settings; each setting is trained with ``launch.train`` (any config field
+can be swept) and scored by ``--metric`` at its last step, a validation metric; when the best
+setting is at the edge of a numeric field the sweep adds one setting beyond it
+(``nexus.report.tuning``), and says so. The choice and every run go to ``<out>/sweep.json`` and
+``<out>/sweep.md``.
 
-Resumable: each run has its own workdir under ``<out>/runs``; a run that reached its last step with the
-metric logged is not rerun, and an interrupted one resumes from its checkpoint, so rerunning the same
-command continues the sweep. A workdir made with other flags is an error (use a new --out).
+Resumable: each run has its own workdir under ``<out>/runs``; a run that reached its last step with
+the metric logged is not rerun, and an interrupted one resumes from its checkpoint, so rerunning the
+same command continues the sweep. A workdir made with other flags is an error (use a new --out).
 """
 
 import json

@@ -3,14 +3,16 @@ r"""Trains a Nexus (or baseline) language model: the main job.
   python -m launch.train --config=configs/tiny.py --workdir=runs/tiny \
       [--config.opt.name=adamw] [--config.opt.inner_learning_rate=0.02] [--config.train.steps=400]
 
-Resumes automatically from the latest checkpoint in --workdir. On several processes (a TPU pod, a GPU
-cluster), pass --coordinator_address/--num_processes/--process_id, or --distributed to let
-jax.distributed.initialize() detect them (TPU VMs, SLURM); see launch/tpu_pod.sh and launch/gpu_slurm.sh.
+Resumes automatically from the latest checkpoint in --workdir. On several processes (a TPU pod, a
+GPU cluster), pass --coordinator_address/--num_processes/--process_id, or --distributed to let
+jax.distributed.initialize() detect them (TPU VMs, SLURM); see launch/tpu_pod.sh and
+launch/gpu_slurm.sh.
 
 One trainer per workdir (a second one exits with an error naming the holder). Resuming with a config
 that differs from the checkpoint's is refused unless --allow_config_change is given (the change is
-recorded in <workdir>/history.jsonl). The terminal shows the progress, the summary and this project's
-warnings; every library's log is in <workdir>/train.log (--verbose shows it on the terminal too).
+recorded in <workdir>/history.jsonl). The terminal shows the progress, the summary and this
+project's warnings; every library's log is in <workdir>/train.log (--verbose shows it on the
+terminal too).
 
 Exit codes (for schedulers and scripts):
   0   finished: every step ran (and at most train.max_skipped_fraction of them were skipped)

@@ -3,8 +3,8 @@
 Each notebook ``colabs/<name>.ipynb`` is generated from the jupytext percent-format source
 ``colabs/<name>.py`` (``jupytext --update --to ipynb colabs/<name>.py``), which is what gets edited,
 linted and reviewed. Each has one cell tagged ``parameters``; the execution tests rewrite its
-assignments (e.g. ``STEPS = 200`` becomes ``STEPS = 4``) before running the notebook with nbclient in a
-kernel on this interpreter.
+assignments (e.g. ``STEPS = 200`` becomes ``STEPS = 4``) before running the notebook with nbclient
+in a kernel on this interpreter.
 """
 
 import json
@@ -27,8 +27,8 @@ COLABS_DIR = os.path.join(REPO_ROOT, "colabs")
 NOTEBOOKS = ("quickstart", "train_lm", "analyze")
 CELL_TIMEOUT_S = 600
 
-# A model and corpus small enough for a CI CPU: the integration tests' settings (the notebooks set the
-# number of steps themselves), evaluated every 2 steps.
+# A model and corpus small enough for a CI CPU: the integration tests' settings (the notebooks set
+# the number of steps themselves), evaluated every 2 steps.
 TINY_LM_OVERRIDES = {
   key: value for key, value in harness.TINY_OVERRIDES.items() if key != "train.steps"
 }
@@ -128,7 +128,8 @@ def kernel_env(monkeypatch):
   monkeypatch.setenv("NEXUS_CACHE_DIR", harness.cache_dir())  # the tiny corpus is built once
 
 
-# --- Static checks (always run) ---------------------------------------------------------------------
+# --- Static checks (always run)
+# ---------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
@@ -170,7 +171,8 @@ def test_notebook_is_in_sync_with_its_source(name):
     )
 
 
-# --- Execution ---------------------------------------------------------------------------------------
+# --- Execution
+# ---------------------------------------------------------------------------------------
 
 
 def test_quickstart_runs(kernel_env, tmp_path):

@@ -1,16 +1,20 @@
 """Multi-source data for Nexus: the built-in corpus, TFDS sources, pre-tokenized streams and tokenizers.
 
-- ``make_train_stream(data_cfg, num_inner_steps=K, global_batch_size=B, seq_len=L, seed=...)``: outer-step
-  batches ``{"tokens": int32[K, B_local, L+1], "source_ids": int32[K, B_local]}`` with checkpointable state.
-- ``make_eval_batches(data_cfg, sources=[...], batch_size=..., seq_len=..., num_batches=..., split=...)``:
-  fixed validation (default) or test batches per source, held-out sources included.
+- ``make_train_stream(data_cfg, num_inner_steps=K, global_batch_size=B, seq_len=L, seed=...)``:
+  outer-step batches ``{"tokens": int32[K, B_local, L+1], "source_ids": int32[K, B_local]}`` with
+  checkpointable state.
+- ``make_eval_batches(data_cfg, sources=[...], batch_size=..., seq_len=..., num_batches=...,
+  split=...)``: fixed validation (default) or test batches per source, held-out sources included.
 - ``DataConfig`` / ``validate_data_config(...)``: the ``config.data`` section and its checks.
-- ``math_problems(family, split, num, seed)``: (prompt, answer) pairs for downstream exact-match accuracy.
+- ``math_problems(family, split, num, seed)``: (prompt, answer) pairs for downstream exact-match
+  accuracy.
 - ``build_corpus(...)``: builds/caches the built-in corpus (also ``python -m launch.build_corpus``);
-  ``prepare_data(data_cfg)`` also pre-tokenizes every split of every source (done on first use otherwise).
+  ``prepare_data(data_cfg)`` also pre-tokenizes every split of every source (done on first use
+  otherwise).
 
-Training and evaluation read token ids from pre-tokenized ArrayRecord stores (``nexus.data.token_store``);
-each source has train / validation / test splits, disjoint by key (``nexus.data.splits``).
+Training and evaluation read token ids from pre-tokenized ArrayRecord stores
+(``nexus.data.token_store``); each source has train / validation / test splits, disjoint by key
+(``nexus.data.splits``).
 
 Token id 0 is padding; documents are packed as ``[BOS] text [EOS]`` (ids 1 and 2). This package does
 not import the model or the optimizer.

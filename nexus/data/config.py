@@ -1,7 +1,7 @@
 """The ``data`` section of an experiment config: defaults, source names, weights and validation.
 
-Every problem a config can have is reported by ``validate_data_config`` as a one-line ValueError that
-names the field and the fix, before any corpus, model or compile work starts.
+Every problem a config can have is reported by ``validate_data_config`` as a one-line ValueError
+that names the field and the fix, before any corpus, model or compile work starts.
 """
 
 import dataclasses

@@ -8,8 +8,8 @@ Layout::
 
 A build writes into a private temporary directory and renames it into place, so concurrent builders
 (several processes of one job) never see a half-built corpus; ``summary.json`` marks a finished one.
-A build prints one line per source (TFDS's progress bars and banners are off). A cache that cannot be
-read is reported in one line with the command that rebuilds it (``rebuild_command``).
+A build prints one line per source (TFDS's progress bars and banners are off). A cache that cannot
+be read is reported in one line with the command that rebuilds it (``rebuild_command``).
 """
 
 import json

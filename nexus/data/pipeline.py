@@ -7,13 +7,14 @@ the start of the next, and nothing is padded (the last ``T mod (L+1)`` tokens of
 read). Every epoch visits the W windows of a source in a fresh random order (a permutation seeded by
 the source's shuffle seed and the epoch).
 
-Each training row position r (0 <= r < B, over all processes) of each source s is a *lane*: lane
-(s, r) reads positions r, r+B, r+2B, ... of the source's endless window order, and a row of a
-micro-batch drawn from source s at position r is the next row of lane (s, r). Because lanes are global
-row positions and the source choice is a pure function of (seed, step) (``nexus.data.schedule``),
-process p computes only its own rows ``[p·B/P, (p+1)·B/P)`` and the processes' rows concatenated along
-B equal the single-process batch. A batch is assembled with one vectorized read per source (no
-per-row Python loop). The iterator state is JSON: the step and the number of rows each lane has read.
+Each training row position r (0 <= r < B, over all processes) of each source s is a *lane*: lane (s,
+r) reads positions r, r+B, r+2B, ... of the source's endless window order, and a row of a
+micro-batch drawn from source s at position r is the next row of lane (s, r). Because lanes are
+global row positions and the source choice is a pure function of (seed, step)
+(``nexus.data.schedule``), process p computes only its own rows ``[p·B/P, (p+1)·B/P)`` and the
+processes' rows concatenated along B equal the single-process batch. A batch is assembled with one
+vectorized read per source (no per-row Python loop). The iterator state is JSON: the step and the
+number of rows each lane has read.
 """
 
 from collections.abc import Sequence
@@ -72,7 +73,8 @@ class MultiSourceBatches(grain.IterDataset):
     ]
     local = global_batch_size // process_count
     self.rows = np.arange(process_index * local, (process_index + 1) * local)
-    # Restoring a state into a differently configured stream (or another corpus) would silently change the data.
+    # Restoring a state into a differently configured stream (or another corpus) would silently
+    # change the data.
     self.signature = {
       "format": STATE_FORMAT,
       "sources": list(source_names),

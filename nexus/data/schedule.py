@@ -1,7 +1,7 @@
 """Which source feeds each row of each micro-batch of an outer step: a pure function of (seed, step).
 
-Being stateless in the step makes the choice identical on every process (each then reads only its own
-rows) and makes resuming from a checkpoint a matter of restoring the step counter.
+Being stateless in the step makes the choice identical on every process (each then reads only its
+own rows) and makes resuming from a checkpoint a matter of restoring the step counter.
 """
 
 import numpy as np

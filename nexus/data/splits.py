@@ -2,10 +2,10 @@
 
 A document's split is a function of its key alone (a file path, a topic name, a problem's prompt):
 ``sha256("split:" + key) mod 100`` below ``VALIDATION_PERCENT`` is validation, the next
-``TEST_PERCENT`` buckets are test, the rest is train. The three splits can therefore never share a key,
-whatever the seed, size or order of generation. Validation (selection, early decisions, training-time
-evaluation) keeps the buckets it had before the test split existed; test (reported numbers) took its
-buckets from train.
+``TEST_PERCENT`` buckets are test, the rest is train. The three splits can therefore never share a
+key, whatever the seed, size or order of generation. Validation (selection, early decisions,
+training-time evaluation) keeps the buckets it had before the test split existed; test (reported
+numbers) took its buckets from train.
 """
 
 import hashlib

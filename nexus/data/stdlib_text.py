@@ -1,15 +1,15 @@
 """Real text that ships with every Python installation: the standard library's source and docs.
 
 - ``code_documents``: Python source of the standard library modules (minus a held-out fifth).
-- ``docstring_documents``: the docstrings of that held-out fifth of the modules, as English API prose
-  whose code the model never sees (an out-of-distribution source).
+- ``docstring_documents``: the docstrings of that held-out fifth of the modules, as English API
+  prose whose code the model never sees (an out-of-distribution source).
 - ``prose_documents``: the Python Language Reference topics of ``pydoc_data.topics`` (English prose
   with grammar snippets).
 
 Documents are chunks of at most ``MAX_DOCUMENT_CHARS`` cut at paragraph / top-level-statement
 boundaries, keyed by their file or topic, so a whole file or topic lands in one split. Modules and
-topics are visited in hash order: a byte budget takes a reproducible, unbiased subset. The text depends
-on the Python version (its standard library), which is why the corpus cache is keyed by it.
+topics are visited in hash order: a byte budget takes a reproducible, unbiased subset. The text
+depends on the Python version (its standard library), which is why the corpus cache is keyed by it.
 """
 
 import ast

@@ -1,9 +1,9 @@
 """The built-in corpus as a tensorflow-datasets builder writing ArrayRecord files.
 
-One builder config per built-in source (``nexus_corpus/code``, ``nexus_corpus/prose``, ...), each with
-``train``, ``validation`` and ``test`` splits of ``{"text": Text}`` examples. Prepared datasets are read with
-``tfds.data_source`` (random access, no TensorFlow), exactly like any user dataset prepared with
-``tfds build --file_format=array_record``. Nothing is downloaded: documents come from
+One builder config per built-in source (``nexus_corpus/code``, ``nexus_corpus/prose``, ...), each
+with ``train``, ``validation`` and ``test`` splits of ``{"text": Text}`` examples. Prepared datasets
+are read with ``tfds.data_source`` (random access, no TensorFlow), exactly like any user dataset
+prepared with ``tfds build --file_format=array_record``. Nothing is downloaded: documents come from
 ``nexus.data.builtin_sources``.
 """
 

@@ -1,15 +1,17 @@
 """Pre-tokenized splits: token ids in one ArrayRecord file, read back by vectorized gathers.
 
 A split is tokenized once, at build time, into its *token stream*: every document in stored order as
-``[BOS] ids [EOS]``, concatenated. The stream is cut into chunks of ``CHUNK_TOKENS`` ids (the last one
-padded with 0), one ArrayRecord record per chunk, stored uncompressed as ``uint16`` when the vocabulary
-fits (``int32`` otherwise), so that a random read is one record lookup and a memcpy. ``tokens.json``
-next to it records the layout and marks a finished store. This is the layout of large-scale JAX
-trainers' token caches (a flat token array read in fixed-size windows; e.g. Levanter's cache, MaxText's
-pre-tokenized ArrayRecord inputs); it makes training do no tokenization at all.
+``[BOS] ids [EOS]``, concatenated. The stream is cut into chunks of ``CHUNK_TOKENS`` ids (the last
+one padded with 0), one ArrayRecord record per chunk, stored uncompressed as ``uint16`` when the
+vocabulary fits (``int32`` otherwise), so that a random read is one record lookup and a memcpy.
+``tokens.json`` next to it records the layout and marks a finished store. This is the layout of
+large-scale JAX trainers' token caches (a flat token array read in fixed-size windows; e.g.
+Levanter's cache, MaxText's pre-tokenized ArrayRecord inputs); it makes training do no tokenization
+at all.
 
-``TokenStore.read(starts, length)`` returns ``int32[n, length]`` for n windows at once: the chunks they
-touch are read in one ``ArrayRecordReader.read`` call and gathered with numpy, without a per-row loop.
+``TokenStore.read(starts, length)`` returns ``int32[n, length]`` for n windows at once: the chunks
+they touch are read in one ``ArrayRecordReader.read`` call and gathered with numpy, without a
+per-row loop.
 """
 
 from collections.abc import Iterable
@@ -28,7 +30,8 @@ RECORDS_FILE = "tokens.array_record"
 # One record per group and no compression: a random read decodes nothing (measured 5-8x faster than
 # the default brotli groups for 8 KB records).
 _WRITER_OPTIONS = "group_size:1,uncompressed"
-# No read-ahead for random access; one thread, so that throughput per process is throughput per core.
+# No read-ahead for random access; one thread, so that throughput per process is throughput per
+# core.
 _READER_OPTIONS = "readahead_buffer_size:0,max_parallelism:1"
 
 

@@ -1,8 +1,8 @@
 """Tokenizers: byte-level by default (nothing to download), SentencePiece optionally.
 
 Every tokenizer reserves id 0 for padding (masked out of every loss) and wraps each document as
-``[BOS] tokens [EOS]`` when it is packed into training sequences. ``encode``/``decode`` round-trip any
-string exactly for the byte tokenizer, and for SentencePiece models trained by
+``[BOS] tokens [EOS]`` when it is packed into training sequences. ``encode``/``decode`` round-trip
+any string exactly for the byte tokenizer, and for SentencePiece models trained by
 ``train_sentencepiece`` (identity normalisation, byte fallback, no dummy prefix).
 
 SentencePiece is an optional dependency: it is imported only when a model path is used.

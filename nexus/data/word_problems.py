@@ -6,10 +6,11 @@ A problem's text in the corpus is::
     Solution: <worked steps>
     Answer: <integer>
 
-Its prompt is everything up to and including ``Solution:``; a model that continues the prompt greedily
-is scored by ``extract_answer(continuation) == answer`` (exact match). A problem's split is fixed by
-hashing its prompt (``nexus.data.splits``), so the evaluation problems that ``math_problems(...,
-split="validation")`` (or ``"test"``) returns never appear in the training corpus of any seed.
+Its prompt is everything up to and including ``Solution:``; a model that continues the prompt
+greedily is scored by ``extract_answer(continuation) == answer`` (exact match). A problem's split is
+fixed by hashing its prompt (``nexus.data.splits``), so the evaluation problems that
+``math_problems(..., split="validation")`` (or ``"test"``) returns never appear in the training
+corpus of any seed.
 """
 
 from collections.abc import Iterator

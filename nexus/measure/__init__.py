@@ -1,21 +1,23 @@
 """On-device measurements of the paper's claim on any model given as pure functions of (params, batch).
 
-What the trainer (``nexus.train.evaluation``) and ``launch.evaluate`` (``nexus.train.checkpoint_eval``)
-call on parameters; reading finished runs and reporting on them is ``nexus.report``'s job.
+What the trainer (``nexus.train.evaluation``) and ``launch.evaluate``
+(``nexus.train.checkpoint_eval``) call on parameters; reading finished runs and reporting on them is
+``nexus.report``'s job.
 
 - ``make_per_source_loss``: per-source, micro/macro and held-out (OOD) validation loss.
-- ``make_gradient_geometry`` / ``gradient_geometry``: per-source gradient cosines, norms, conflicts and
-  the closeness bound's sums.
-- ``make_sgd_closeness`` / ``make_closeness``: closeness of per-source minima by fine-tuning on each source
-  alone (full-batch SGD to a fixed relative loss drop; or any optimizer for a fixed number of steps).
-- ``Task``, ``math_task``, ``evaluate_task(s)``, ``chance_level``: downstream exact-match accuracy with a
-  caller's generator, beside its chance level.
-- ``ForcedTask``, ``math_forced_task``, ``make_teacher_forced``: answer likelihood and token accuracy under
-  teacher forcing (downstream signal without generation).
+- ``make_gradient_geometry`` / ``gradient_geometry``: per-source gradient cosines, norms, conflicts
+  and the closeness bound's sums.
+- ``make_sgd_closeness`` / ``make_closeness``: closeness of per-source minima by fine-tuning on each
+  source alone (full-batch SGD to a fixed relative loss drop; or any optimizer for a fixed number of
+  steps).
+- ``Task``, ``math_task``, ``evaluate_task(s)``, ``chance_level``: downstream exact-match accuracy
+  with a caller's generator, beside its chance level.
+- ``ForcedTask``, ``math_forced_task``, ``make_teacher_forced``: answer likelihood and token
+  accuracy under teacher forcing (downstream signal without generation).
 - ``stack_source_batches``: per-source batches stacked ``[S, N, ...]`` for the vmapped measurements.
 
-Reference: Chen et al., *Nexus: Same Pretraining Loss, Better Downstream Generalization via Common Minima*,
-arXiv:2604.09258 (2026).
+Reference: Chen et al., *Nexus: Same Pretraining Loss, Better Downstream Generalization via Common
+Minima*, arXiv:2604.09258 (2026).
 """
 
 from nexus.measure.batches import stack_source_batches

@@ -1,9 +1,9 @@
 """Stacks per-source batches into one pytree with leading ``[S, N]`` axes, for vmapped/scanned measurements.
 
 Evaluation batches arrive as ``{source: [batch, ...]}`` (``nexus.data.make_eval_batches``). Gradient
-geometry and closeness run one jitted program over every source, so they need the sources' batches as one
-array per leaf: ``leaf[s, n]`` is batch ``n`` of source ``s``. Stacking uses ``jnp.stack``, so batches
-already placed on devices (even as global arrays over several processes) stay there.
+geometry and closeness run one jitted program over every source, so they need the sources' batches
+as one array per leaf: ``leaf[s, n]`` is batch ``n`` of source ``s``. Stacking uses ``jnp.stack``,
+so batches already placed on devices (even as global arrays over several processes) stay there.
 """
 
 from collections.abc import Mapping

@@ -4,27 +4,28 @@ From the point θ, a copy is fine-tuned on source k alone, giving θ̂_k (an est
 minimum of L_k). The paper (Chen et al. 2026, arXiv:2604.09258) reports
 
 - (1/K) Σ_k ‖θ − θ̂_k‖²: how far θ is from the per-source minima (small at a "common minimum");
-- the spread (1/K) Σ_k ‖θ̂_k − θ̄‖² with θ̄ = (1/K) Σ_k θ̂_k: how far the minima are from each other;
+- the spread (1/K) Σ_k ‖θ̂_k − θ̄‖² with θ̄ = (1/K) Σ_k θ̂_k: how far the minima are from each
+  other;
 - each source's loss before and after fine-tuning (the drop).
 
-Comparable numbers need the same fine-tuning rule and batches for every source and every run compared:
-the caller passes both, and nothing here is random. The fine-tuned copies are float32 (a
+Comparable numbers need the same fine-tuning rule and batches for every source and every run
+compared: the caller passes both, and nothing here is random. The fine-tuned copies are float32 (a
 bf16 copy would lose small-learning-rate steps). Sources are fine-tuned one after the other
-(``jax.lax.scan`` over sources, then over steps), so memory holds one copy and its optimizer state plus
-the running mean of the displacements; the spread is accumulated with Welford's update, which is exact
-(0) for identical sources.
+(``jax.lax.scan`` over sources, then over steps), so memory holds one copy and its optimizer state
+plus the running mean of the displacements; the spread is accumulated with Welford's update, which
+is exact (0) for identical sources.
 
 Two ways to get θ̂_k:
 
-- ``make_sgd_closeness`` (the default of ``launch.evaluate``): full-batch gradient descent with a small
-  learning rate on a fixed sample of source k's *training* split, until its loss on that sample has
-  dropped by a fixed fraction (e.g. 10%) or a step budget runs out. Small full-batch steps follow the
-  gradient flow from θ towards the nearest low-loss region of L_k, so ‖θ − θ̂_k‖² is the distance to that
-  source's minimum basin at a fixed relative progress, comparable across sources and runs; the steps each
-  source needed are reported beside it.
-- ``make_closeness``: any Optax optimizer for a fixed number of steps. With Adam the per-coordinate step is
-  ≈ lr whatever the gradient, so the distance measures sign consistency more than distance to a minimum;
-  kept for exploration (the colab notebooks).
+- ``make_sgd_closeness`` (the default of ``launch.evaluate``): full-batch gradient descent with a
+  small learning rate on a fixed sample of source k's *training* split, until its loss on that
+  sample has dropped by a fixed fraction (e.g. 10%) or a step budget runs out. Small full-batch
+  steps follow the gradient flow from θ towards the nearest low-loss region of L_k, so ‖θ − θ̂_k‖²
+  is the distance to that source's minimum basin at a fixed relative progress, comparable across
+  sources and runs; the steps each source needed are reported beside it.
+- ``make_closeness``: any Optax optimizer for a fixed number of steps. With Adam the per-coordinate
+  step is ≈ lr whatever the gradient, so the distance measures sign consistency more than distance
+  to a minimum; kept for exploration (the colab notebooks).
 """
 
 from collections.abc import Callable
@@ -190,8 +191,9 @@ def sgd_closeness(
     target = (1.0 - relative_drop) * loss_before
 
     def keep_going(carry):
-      # A loss above the start (or non-finite) means the step size is too large for plain gradient descent
-      # here: stop rather than report the distance of a divergence (the source is then not `reached`).
+      # A loss above the start (or non-finite) means the step size is too large for plain gradient
+      # descent here: stop rather than report the distance of a divergence (the source is then not
+      # `reached`).
       _, step, loss, _ = carry
       return (step < max_steps) & (loss > target) & (loss <= loss_before)
 

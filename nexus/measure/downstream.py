@@ -1,17 +1,18 @@
 """Downstream accuracy on tasks with exact answers: a task is prompts, references and a scorer.
 
 The caller supplies ``generate_fn(prompts) -> continuations`` (for the trainer, the model's jitted
-KV-cache greedy decoding); this module only batches prompts and scores. The default scorer is exact match
-of the answer on the first ``Answer:`` line of the continuation (``nexus.data.extract_answer``, the
-format of the generated math sources), matching how the paper scores GSM8k-style problems by their final
-answer (Chen et al. 2026, arXiv:2604.09258). New tasks need only a new ``Task``; a different answer format
-needs only a different scorer.
+KV-cache greedy decoding); this module only batches prompts and scores. The default scorer is exact
+match of the answer on the first ``Answer:`` line of the continuation
+(``nexus.data.extract_answer``, the format of the generated math sources), matching how the paper
+scores GSM8k-style problems by their final answer (Chen et al. 2026, arXiv:2604.09258). New tasks
+need only a new ``Task``; a different answer format needs only a different scorer.
 
-Exact match is printed beside its chance level (``downstream/<task>/accuracy_chance``): the accuracy of a
-model that ignores the question and always gives the task's most common reference answer, i.e. the
-largest share of one answer among the evaluated problems. It is computed per task on the very problems
-evaluated, so it is what a question-blind greedy model (one fixed output) could score there at best: a
-family whose answers are 2..25 with a few frequent values has a chance level of several percent, not 0.
+Exact match is printed beside its chance level (``downstream/<task>/accuracy_chance``): the accuracy
+of a model that ignores the question and always gives the task's most common reference answer, i.e.
+the largest share of one answer among the evaluated problems. It is computed per task on the very
+problems evaluated, so it is what a question-blind greedy model (one fixed output) could score there
+at best: a family whose answers are 2..25 with a few frequent values has a chance level of several
+percent, not 0.
 """
 
 import collections

@@ -1,13 +1,14 @@
 """Gradient geometry across sources at one point θ: cosine matrix, norms, conflicts, the bound's sums.
 
-For sources k = 1..S with mean gradients g_k = ∇L_k(θ) (each averaged over N batches of that source), this
-reports the S×S Gram matrix G_ij = g_iᵀg_j and cosine matrix, the norms ‖g_k‖, the number of conflicting
-pairs (cos < 0, i < j), the mean off-diagonal cosine, and the quantities of the paper's closeness bound
-(Chen et al. 2026, arXiv:2604.09258): Σ_{i≠j} −g_iᵀg_j, Σ_k ‖g_k‖² and Σ_{i≠j} (1 − cos_ij). Note
-‖Σ_k g_k‖² = Σ_k ‖g_k‖² − Σ_{i≠j} −g_iᵀg_j: the first two are the parts of the summed gradient's norm.
+For sources k = 1..S with mean gradients g_k = ∇L_k(θ) (each averaged over N batches of that
+source), this reports the S×S Gram matrix G_ij = g_iᵀg_j and cosine matrix, the norms ‖g_k‖, the
+number of conflicting pairs (cos < 0, i < j), the mean off-diagonal cosine, and the quantities of
+the paper's closeness bound (Chen et al. 2026, arXiv:2604.09258): Σ_{i≠j} −g_iᵀg_j, Σ_k ‖g_k‖² and
+Σ_{i≠j} (1 − cos_ij). Note ‖Σ_k g_k‖² = Σ_k ‖g_k‖² − Σ_{i≠j} −g_iᵀg_j: the first two are the parts
+of the summed gradient's norm.
 
-Per-source gradients come from ``nexus.optim.per_source_gradients`` (``method="vmap"``: all sources in
-parallel; ``"map"``: a memory-bounded ``jax.lax.map`` over sources) and inner products from
+Per-source gradients come from ``nexus.optim.per_source_gradients`` (``method="vmap"``: all sources
+in parallel; ``"map"``: a memory-bounded ``jax.lax.map`` over sources) and inner products from
 ``nexus.optim.tree_gram`` (leaf by leaf; the model is never flattened into one vector).
 """
 

@@ -1,18 +1,18 @@
 """Per-source validation loss with micro and macro averages, for training and held-out (OOD) sources.
 
-A source's loss is the mean of its rows' losses, weighted by each row's token count when a token counter
-is given (so it equals the mean over all of the source's tokens) and unweighted otherwise. Two averages
-summarize a group of sources (as in levanter's tagged evaluator):
+A source's loss is the mean of its rows' losses, weighted by each row's token count when a token
+counter is given (so it equals the mean over all of the source's tokens) and unweighted otherwise.
+Two averages summarize a group of sources (as in levanter's tagged evaluator):
 
-- micro: the mean over every row/token of the group's sources, so sources with more evaluation tokens
-  weigh more;
+- micro: the mean over every row/token of the group's sources, so sources with more evaluation
+  tokens weigh more;
 - macro: the plain mean of the per-source losses, so every source counts once.
 
-Training and held-out sources are summarized separately; the held-out (out-of-distribution) loss is the
-paper's OOD measurement (Chen et al. 2026, arXiv:2604.09258).
+Training and held-out sources are summarized separately; the held-out (out-of-distribution) loss is
+the paper's OOD measurement (Chen et al. 2026, arXiv:2604.09258).
 
-Metric names: ``eval/loss/<source>``, ``eval/loss_micro``, ``eval/loss_macro`` for training sources and
-``eval/ood_loss/<source>``, ``eval/ood_loss_micro``, ``eval/ood_loss_macro`` for held-out ones.
+Metric names: ``eval/loss/<source>``, ``eval/loss_micro``, ``eval/loss_macro`` for training sources
+and ``eval/ood_loss/<source>``, ``eval/ood_loss_micro``, ``eval/ood_loss_macro`` for held-out ones.
 """
 
 from collections.abc import Callable

@@ -1,27 +1,30 @@
 """Downstream metrics with signal at small scale: answer likelihood and token accuracy under teacher forcing.
 
-Exact match of greedily generated answers is all-or-nothing: a small model that gets most of a worked
-solution right still scores 0, so optimizers that differ in how well they predict solutions look equal.
-Teacher forcing scores the reference continuation itself, token by token, given everything before it:
+Exact match of greedily generated answers is all-or-nothing: a small model that gets most of a
+worked solution right still scores 0, so optimizers that differ in how well they predict solutions
+look equal. Teacher forcing scores the reference continuation itself, token by token, given
+everything before it:
 
 - ``completion_nll``: the mean negative log-likelihood per token (nats) of the reference completion
   (worked solution and answer line) given the prompt, averaged over problems;
 - ``completion_token_accuracy``: the fraction of the completion's tokens that are the model's argmax
   given the true prefix (what greedy decoding would emit at that position), averaged over problems;
-- ``answer_nll``: −log p(final answer | prompt, reference solution), summed over the answer's tokens and
-  averaged over problems; ``answer_token_accuracy`` the same token accuracy on the answer's tokens.
+- ``answer_nll``: −log p(final answer | prompt, reference solution), summed over the answer's tokens
+  and averaged over problems; ``answer_token_accuracy`` the same token accuracy on the answer's
+  tokens.
 
 No generation: the prompt, the completion without the answer, and the answer are encoded separately
 (the generation boundary is the prompt's end, as in ``launch.evaluate``'s greedy decoding) and
-concatenated after a BOS token; problems are padded into fixed ``[chunk_size, L]`` arrays, so one jitted
-forward pass per chunk scores every token, compiled once per call. A problem longer than the context
-``max_len`` (pass the length the model was trained on: positions beyond it were never trained) keeps
-its last ``max_len`` + 1 tokens, the window that ends at the answer, as a sliding-window evaluation does:
-its first prompt tokens are dropped and, if the completion itself is longer than the window, only the
-completion's tokens inside it are scored. ``downstream/<task>/truncated`` is the fraction of such
-problems. Reference: GSM8k-style answer scoring
-in Chen et al. (2026), arXiv:2604.09258; teacher-forced likelihood as a smoother proxy for accuracy
-(Schaeffer et al., *Are Emergent Abilities of Large Language Models a Mirage?*, NeurIPS 2023).
+concatenated after a BOS token; problems are padded into fixed ``[chunk_size, L]`` arrays, so one
+jitted forward pass per chunk scores every token, compiled once per call. A problem longer than the
+context ``max_len`` (pass the length the model was trained on: positions beyond it were never
+trained) keeps its last ``max_len`` + 1 tokens, the window that ends at the answer, as a
+sliding-window evaluation does: its first prompt tokens are dropped and, if the completion itself is
+longer than the window, only the completion's tokens inside it are scored.
+``downstream/<task>/truncated`` is the fraction of such problems. Reference: GSM8k-style answer
+scoring in Chen et al. (2026), arXiv:2604.09258; teacher-forced likelihood as a smoother proxy for
+accuracy (Schaeffer et al., *Are Emergent Abilities of Large Language Models a Mirage?*, NeurIPS
+2023).
 """
 
 from collections.abc import Callable

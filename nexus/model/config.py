@@ -2,8 +2,8 @@
 
 Every field is a plain Python value so a config round-trips through ``dataclasses.asdict`` and an
 ``ml_collections.ConfigDict`` (``configs/base.py`` does exactly that); ``ModelConfig.from_dict``
-rebuilds it and rejects unknown keys. Invalid values raise a one-line ``ValueError`` at construction,
-before any parameter is created or anything is compiled.
+rebuilds it and rejects unknown keys. Invalid values raise a one-line ``ValueError`` at
+construction, before any parameter is created or anything is compiled.
 """
 
 from collections.abc import Mapping
@@ -14,9 +14,9 @@ import jax
 
 DTYPES = ("float32", "bfloat16")
 
-# How attention is computed (``nexus.model.layers.attend``): "einsum" is the plain score/softmax/value
-# computation; "xla" is ``jax.nn.dot_product_attention``'s reference path; "cudnn" is its fused
-# (flash) kernel, NVIDIA GPUs only, bfloat16 compute.
+# How attention is computed (``nexus.model.layers.attend``): "einsum" is the plain
+# score/softmax/value computation; "xla" is ``jax.nn.dot_product_attention``'s reference path;
+# "cudnn" is its fused (flash) kernel, NVIDIA GPUs only, bfloat16 compute.
 ATTENTION_IMPLEMENTATIONS = ("einsum", "xla", "cudnn")
 
 # Rematerialization policies by name (``jax.checkpoint_policies``); "none" disables remat and "full"

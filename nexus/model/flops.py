@@ -8,9 +8,9 @@ attention term counts the full ``seq_len x seq_len`` score matrix, as PaLM does 
 ``einsum``/``xla`` attention paths compute it (a causal kernel skips about half of it).
 
 Only matmul weights count: the input embedding is a table lookup (no FLOPs), norms' scales are
-elementwise. The output projection is a matmul whether or not it is tied to the input embedding, so a
-tied model counts its ``vocab x d_model`` matrix once (as the projection) and an untied one counts the
-unembedding once and the embedding not at all.
+elementwise. The output projection is a matmul whether or not it is tied to the input embedding, so
+a tied model counts its ``vocab x d_model`` matrix once (as the projection) and an untied one counts
+the unembedding once and the embedding not at all.
 
 Used by ``bench/train_step.py``, ``bench/gpu.py`` and the trainer's summary.
 """
@@ -20,7 +20,8 @@ import jax
 from nexus.model.config import ModelConfig
 
 # Dense bfloat16 peak FLOP/s per chip, from the vendors' datasheets; matched as substrings of
-# ``device.device_kind`` (case-insensitive), first match wins, so the more specific names come first.
+# ``device.device_kind`` (case-insensitive), first match wins, so the more specific names come
+# first.
 PEAK_BF16_FLOPS: tuple[tuple[str, float], ...] = (
   ("H100 PCIe", 756e12),
   ("H100", 989e12),  # SXM

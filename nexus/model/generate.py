@@ -1,20 +1,21 @@
 """Greedy generation, jitted: with a key/value cache, or by recomputing the whole prefix (reference).
 
-Prompts are RIGHT-padded with 0: ``prompts int32[B, P]`` holds each prompt from column 0, followed by
-padding (``pad_prompts`` builds that layout). Row b's first new token is predicted from its last prompt
-token and sits at position ``length_b``; every row then advances one position per step. Rotary
-embeddings make scores depend only on relative positions, and causal attention never reads a position
-after the one being predicted, so the padding between a short prompt and ``P`` is never attended.
+Prompts are RIGHT-padded with 0: ``prompts int32[B, P]`` holds each prompt from column 0, followed
+by padding (``pad_prompts`` builds that layout). Row b's first new token is predicted from its last
+prompt token and sits at position ``length_b``; every row then advances one position per step.
+Rotary embeddings make scores depend only on relative positions, and causal attention never reads a
+position after the one being predicted, so the padding between a short prompt and ``P`` is never
+attended.
 
 - ``use_cache=True``: one prefill of the prompts fills the cache (a short row's padding entries are
   written too, and overwritten before they become visible), then a ``jax.lax.while_loop`` feeds one
   token per row per step through ``Transformer.decode``.
-- ``use_cache=False``: the same loop, but every step runs the full forward pass over a ``[B, P + N]``
-  buffer holding the prompts and the tokens generated so far: slow, and the reference the cached path
-  must match token for token.
+- ``use_cache=False``: the same loop, but every step runs the full forward pass over a ``[B, P +
+  N]`` buffer holding the prompts and the tokens generated so far: slow, and the reference the
+  cached path must match token for token.
 
-Padding is never generated (its logit is excluded from the argmax), so a 0 in the output always means
-"after this row's EOS". Both paths stop early once every row has produced ``eos_id``.
+Padding is never generated (its logit is excluded from the argmax), so a 0 in the output always
+means "after this row's EOS". Both paths stop early once every row has produced ``eos_id``.
 """
 
 from collections.abc import Callable
@@ -30,8 +31,8 @@ import numpy as np
 from nexus.model.loss import PAD_ID
 from nexus.model.transformer import Transformer
 
-# feed(carry, tokens int32[B], positions int32[B]) -> (next-token logits float32[B, V], carry): runs one
-# token per row at its position, carrying the cache (or the token buffer of the reference path).
+# feed(carry, tokens int32[B], positions int32[B]) -> (next-token logits float32[B, V], carry): runs
+# one token per row at its position, carrying the cache (or the token buffer of the reference path).
 FeedFn = Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, Any]]
 
 

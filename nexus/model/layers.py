@@ -7,8 +7,8 @@ annotation), with ``eager_sharding=False``: the names are logical, and ``nexus.m
 them to mesh axes, so creating a module never needs a mesh.
 
 Tensors that a named rematerialization policy may keep are tagged with
-``jax.ad_checkpoint.checkpoint_name``: ``query``, ``key``, ``value`` (after the rotary embedding) and
-``attention`` (the attended values, before the output projection).
+``jax.ad_checkpoint.checkpoint_name``: ``query``, ``key``, ``value`` (after the rotary embedding)
+and ``attention`` (the attended values, before the output projection).
 """
 
 import math

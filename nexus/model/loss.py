@@ -1,13 +1,13 @@
 """Next-token cross entropy with padding (target id 0) masked out, always in float32.
 
-A batch row is ``tokens[B, L+1]``: the model reads ``tokens[:, :-1]`` and is scored on
-``tokens[:, 1:]``. Three views of the same masked sums: ``next_token_loss`` (per-row sums and counts),
+A batch row is ``tokens[B, L+1]``: the model reads ``tokens[:, :-1]`` and is scored on ``tokens[:,
+1:]``. Three views of the same masked sums: ``next_token_loss`` (per-row sums and counts),
 ``per_row_loss`` (each row's mean, for per-source losses in training and evaluation) and
 ``mean_token_loss`` (the mean over every scored token of a micro-batch, the training objective).
 
-With ``ModelConfig.loss_chunk_size`` set, a ``Transformer``'s sums are computed from its final hidden
-states a chunk of positions at a time (``chunked_next_token_loss``), so the float32 ``[B, L, V]``
-logits never exist whole, neither in the forward nor in the backward pass.
+With ``ModelConfig.loss_chunk_size`` set, a ``Transformer``'s sums are computed from its final
+hidden states a chunk of positions at a time (``chunked_next_token_loss``), so the float32 ``[B, L,
+V]`` logits never exist whole, neither in the forward nor in the backward pass.
 """
 
 import math

@@ -6,12 +6,13 @@ sequences; their shapes follow published models of the same size (GPT-3/Pythia-s
 ``count_params`` of each rounds to its name within 10% (tested). ``tiny`` is sized for the byte
 vocabulary (259 ids) and 128-token training sequences, with room for 256-token generations.
 
-Speed and memory choices, from measurements (docs/benchmarks.md): ``tiny`` runs its 4 blocks unrolled
-(faster than a scan on CPU, and 4 blocks compile quickly); the large presets scan over their blocks
-(compile time flat in depth). Rematerialization from ``bench/model_compile.py``'s memory table: without
-remat, the 130m step keeps about 7.5 GiB of activations per 2048-token row (the attention scores of
-every layer); ``dots_with_no_batch_dims_saveable`` keeps the projections' outputs and recomputes the
-attention scores and elementwise work, about 1.6 GiB per row; the 3b preset recomputes everything.
+Speed and memory choices, from measurements (docs/benchmarks.md): ``tiny`` runs its 4 blocks
+unrolled (faster than a scan on CPU, and 4 blocks compile quickly); the large presets scan over
+their blocks (compile time flat in depth). Rematerialization from ``bench/model_compile.py``'s
+memory table: without remat, the 130m step keeps about 7.5 GiB of activations per 2048-token row
+(the attention scores of every layer); ``dots_with_no_batch_dims_saveable`` keeps the projections'
+outputs and recomputes the attention scores and elementwise work, about 1.6 GiB per row; the 3b
+preset recomputes everything.
 """
 
 import math

@@ -1,22 +1,22 @@
 """Logical axis names → mesh axes (``data``, ``fsdp``, ``tensor``): parameter and batch shardings.
 
-Every parameter names its dimensions logically (``vocab``, ``embed``, ``mlp``, ``heads``, ``kv_heads``,
-``head_dim``, ``layers``, ``norm``); a rule table maps each name to ``None`` (replicated), one mesh axis
-or a tuple of mesh axes, as in MaxText's ``logical_axis_rules``. The default rules shard weights over
-``fsdp`` along ``embed`` (ZeRO-3/FSDP) and over ``tensor`` along the Megatron dimensions (``mlp``,
-``heads``, ``kv_heads``, ``vocab``), keep ``layers`` whole so a scan slices locally, and split the batch
-over ``data`` × ``fsdp``.
+Every parameter names its dimensions logically (``vocab``, ``embed``, ``mlp``, ``heads``,
+``kv_heads``, ``head_dim``, ``layers``, ``norm``); a rule table maps each name to ``None``
+(replicated), one mesh axis or a tuple of mesh axes, as in MaxText's ``logical_axis_rules``. The
+default rules shard weights over ``fsdp`` along ``embed`` (ZeRO-3/FSDP) and over ``tensor`` along
+the Megatron dimensions (``mlp``, ``heads``, ``kv_heads``, ``vocab``), keep ``layers`` whole so a
+scan slices locally, and split the batch over ``data`` × ``fsdp``.
 
 Activations are constrained at block boundaries with ``constrain`` (logical names ``batch``,
 ``length``, ``embed``, ``heads``, ``mlp``, ``vocab``) when the program is traced under a mesh
-(``jax.set_mesh(mesh)``); without a mesh it is the identity, so the model runs unchanged on one device.
-In activations a mesh axis already used by an earlier dimension is skipped (``batch`` takes
+(``jax.set_mesh(mesh)``); without a mesh it is the identity, so the model runs unchanged on one
+device. In activations a mesh axis already used by an earlier dimension is skipped (``batch`` takes
 ``data`` x ``fsdp``, so ``embed``, which shards weights over ``fsdp``, stays whole in activations).
 
-Divisibility policy: a mesh axis that does not divide the dimension it would split is DROPPED for that
-dimension (that dimension is replicated over it instead) and a warning lists every such case. This keeps
-e.g. the byte vocabulary (259 ids) usable on a mesh with ``tensor=2``; a warning about a large model says
-where a shape change would recover the sharding.
+Divisibility policy: a mesh axis that does not divide the dimension it would split is DROPPED for
+that dimension (that dimension is replicated over it instead) and a warning lists every such case.
+This keeps e.g. the byte vocabulary (259 ids) usable on a mesh with ``tensor=2``; a warning about a
+large model says where a shape change would recover the sharding.
 """
 
 from collections.abc import Sequence

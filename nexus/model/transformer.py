@@ -3,10 +3,10 @@
 The blocks are created once with ``nnx.vmap``, so every block parameter has a leading ``layers``
 dimension (logical axis ``layers``). The forward pass runs them with ``jax.lax.scan`` over that axis
 (``scan_layers=True``: one traced block, or ``scan_unroll`` blocks, per iteration, so compile time
-does not grow with depth, as in MaxText) or with an unrolled Python loop over slices of the same arrays
-(``scan_layers=False``), so both modes share one parameter layout and one checkpoint format. Each block
-is wrapped in ``jax.checkpoint`` with the configured rematerialization policy. The rotary tables are
-computed once per forward pass and shared by every block.
+does not grow with depth, as in MaxText) or with an unrolled Python loop over slices of the same
+arrays (``scan_layers=False``), so both modes share one parameter layout and one checkpoint format.
+Each block is wrapped in ``jax.checkpoint`` with the configured rematerialization policy. The rotary
+tables are computed once per forward pass and shared by every block.
 
 Two entry points: ``model(tokens)`` for training and evaluation (causal attention among the given
 tokens) and ``model.decode(tokens, positions, cache)`` for generation with a key/value cache.

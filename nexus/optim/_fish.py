@@ -5,11 +5,12 @@ Reference: Y. Shi, J. Seely, P. H. S. Torr, N. Siddharth, A. Hannun, N. Usunier,
 
   φ ← θ;  for each micro-batch m = 1..K:  φ ← φ − α ∇L_m(φ);   θ ← θ + ε (φ − θ)
 
-This is Nexus (``nexus.optim.nexus``) with ``normalize="none"`` (plain SGD inner steps of learning rate
-α = γ) and SGD with learning rate ε as the outer optimizer on the raw pseudo-gradient ĝ = θ − φ, since
-θ − ε ĝ = θ + ε (φ − θ). To second order in α, Fish's update, like Nexus's, ascends the inner products
-between the sources' gradients; Nexus normalizes each step, Fish does not. The registry's
-``nexus_unnormalized`` ablation keeps Nexus's AdamW outer optimizer instead of the interpolation.
+This is Nexus (``nexus.optim.nexus``) with ``normalize="none"`` (plain SGD inner steps of learning
+rate α = γ) and SGD with learning rate ε as the outer optimizer on the raw pseudo-gradient ĝ = θ −
+φ, since θ − ε ĝ = θ + ε (φ − θ). To second order in α, Fish's update, like Nexus's, ascends the
+inner products between the sources' gradients; Nexus normalizes each step, Fish does not. The
+registry's ``nexus_unnormalized`` ablation keeps Nexus's AdamW outer optimizer instead of the
+interpolation.
 """
 
 import optax

@@ -12,12 +12,12 @@ One outer step t, with ĝ = θ − φ_K the pseudo-gradient::
   Lookahead:  θ ← θ + α (φ_K − θ) = θ − α ĝ               (SGD with learning rate α on ĝ)
   SNOO:       b ← μ b + ĝ;  θ ← θ − η (μ b + ĝ)           (Nesterov SGD on ĝ; μ = 0 is Lookahead)
 
-Both are ``nexus.optim._two_loop.two_loop`` with a stateful inner optimizer. Unlike ``optax.lookahead``, whose params
-are a pair of fast and slow weights, the slow weights θ live in the optimizer state (two_loop's float32
-outer copy), so params stay a plain pytree and the trainer needs no special case. The inner optimizer's
-state (moments, count) carries over from one outer step to the next, as ``optax.lookahead`` does by
-default. Its count advances K times per outer step, so a schedule written in outer steps must be read at
-``count // K`` (``nexus.optim.registry`` does this).
+Both are ``nexus.optim._two_loop.two_loop`` with a stateful inner optimizer. Unlike
+``optax.lookahead``, whose params are a pair of fast and slow weights, the slow weights θ live in
+the optimizer state (two_loop's float32 outer copy), so params stay a plain pytree and the trainer
+needs no special case. The inner optimizer's state (moments, count) carries over from one outer step
+to the next, as ``optax.lookahead`` does by default. Its count advances K times per outer step, so a
+schedule written in outer steps must be read at ``count // K`` (``nexus.optim.registry`` does this).
 """
 
 import optax

@@ -55,7 +55,8 @@ def normalized_descent(
     del params, extra_args
     gamma = schedule(outer_count)
     direction = normalize_lib.normalize_tree(updates, normalize)
-    # γ may be wider than the direction (a float64 γ under x64): the step keeps the direction's dtype.
+    # γ may be wider than the direction (a float64 γ under x64): the step keeps the direction's
+    # dtype.
     return jax.tree.map(lambda d: (-gamma * d).astype(d.dtype), direction), state
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -1,12 +1,14 @@
 """Order-free Nexus: the expected Nexus update over random source orders, exact to second order in γ.
 
-Sequential Nexus (``nexus.optim.nexus``) takes K normalized steps of length γ, each on a source drawn
-i.i.d. uniformly from S sources, so its pseudo-gradient ĝ depends on the random order. Expanding the
+Sequential Nexus (``nexus.optim.nexus``) takes K normalized steps of length γ, each on a source
+drawn i.i.d. uniformly from S sources, so its pseudo-gradient ĝ depends on the random order.
+Expanding the
 inner trajectory around θ (Chen et al. 2026, arXiv:2604.09258; derivation in docs/order_free.md)::
 
   ĝ = γ Σ_m ĝ_{s_m} − γ² Σ_m Σ_{l<m} 𝒥_{s_m} ĝ_{s_l} + O(γ³)
 
-with ĝ_i = ∇L_i(θ)/‖∇L_i(θ)‖ and 𝒥_i its Jacobian. Each s_m is uniform and independent of the others,
+with ĝ_i = ∇L_i(θ)/‖∇L_i(θ)‖ and 𝒥_i its Jacobian. Each s_m is uniform and independent of the
+others,
 so E[ĝ_{s_m}] = v/S with v = Σ_j ĝ_j, and each of the K(K−1)/2 pairs l < m contributes Σ_i 𝒥_i v / S²::
 
   E[ĝ] = γ (K/S) v − γ² K(K−1)/(2S²) Σ_i 𝒥_i v + O(γ³)

@@ -1,6 +1,7 @@
 """PCGrad (Yu et al. 2020): project away conflicts between per-source gradients, then combine them.
 
-Reference: T. Yu, S. Kumar, A. Gupta, S. Levine, K. Hausman, C. Finn, "Gradient Surgery for Multi-Task
+Reference: T. Yu, S. Kumar, A. Gupta, S. Levine, K. Hausman, C. Finn, "Gradient Surgery for
+Multi-Task
 Learning", NeurIPS 2020, arXiv:2001.06782 (Algorithm 1). For every source i::
 
   g_i^PC ← g_i
@@ -10,11 +11,11 @@ Learning", NeurIPS 2020, arXiv:2001.06782 (Algorithm 1). For every source i::
 
 Each projection subtracts a multiple of an *original* gradient g_j, so every g_i^PC is a linear
 combination ``g_i^PC = Σ_k C[i, k] g_k`` of the original gradients, and every inner product the
-procedure needs is one with an original gradient: ``⟨g_i^PC, g_j⟩ = Σ_k C[i, k] G[k, j] = (C G)[i, j]``
-with ``G`` the S×S Gram matrix. So the whole procedure runs in S×S coefficient space: start from
-``C = I`` and, for each (i, j) in order, ``C[i, j] −= (C G)[i, j] / G[j, j]`` when ``(C G)[i, j] < 0``.
-The model-sized work is one Gram (``per_source.tree_gram``, whole-tree inner products, no flattening)
-and one weighted sum ``Σ_k w_k g_k`` over the source axis, with ``w = Σ_i C[i, :]``.
+procedure needs is one with an original gradient: ``⟨g_i^PC, g_j⟩ = Σ_k C[i, k] G[k, j] = (C G)[i,
+j]`` with ``G`` the S×S Gram matrix. So the whole procedure runs in S×S coefficient space: start
+from ``C = I`` and, for each (i, j) in order, ``C[i, j] −= (C G)[i, j] / G[j, j]`` when ``(C G)[i,
+j] < 0``. The model-sized work is one Gram (``per_source.tree_gram``, whole-tree inner products, no
+flattening) and one weighted sum ``Σ_k w_k g_k`` over the source axis, with ``w = Σ_i C[i, :]``.
 """
 
 from typing import Any

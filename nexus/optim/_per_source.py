@@ -1,8 +1,8 @@
 """Per-source gradients, their Gram/cosine matrices, and Nexus's γ→0 limit over them.
 
 Per-source gradients are stacked along a leading source axis ``[S, *param_shape]`` (the layout of
-``optax.experimental``'s aggregating transformations). Inner products are taken leaf by leaf and summed
-(an ``S×S`` matrix per leaf), so the model is never flattened into one vector.
+``optax.experimental``'s aggregating transformations). Inner products are taken leaf by leaf and
+summed (an ``S×S`` matrix per leaf), so the model is never flattened into one vector.
 
 The γ→0 limit of Nexus: ĝ/γ → Σ_m g_{s_m}/‖g_{s_m}‖ evaluated at θ, i.e. the sum of normalized
 per-source gradients (Chen et al. 2026, arXiv:2604.09258, first-order term of the expansion).
@@ -68,8 +68,8 @@ def tree_gram(stacked: Any) -> jax.Array:
     raise ValueError("tree_gram needs a non-empty tree of stacked per-source arrays.")
 
   def leaf_gram(x):
-    # One row at a time with elementwise products: memory stays at one leaf's size, and no reshape or
-    # contraction over sharded axes is needed (both are ambiguous under explicit mesh axes).
+    # One row at a time with elementwise products: memory stays at one leaf's size, and no reshape
+    # or contraction over sharded axes is needed (both are ambiguous under explicit mesh axes).
     x = tree_utils.at_least_float32(x)
     reduce_axes = tuple(range(1, x.ndim))
     return jax.lax.map(lambda row: jnp.sum(row[None] * x, axis=reduce_axes), x)
@@ -109,7 +109,8 @@ def first_order_nexus(
   checks.check_choice("normalize", normalize, normalize_lib.NORMALIZATIONS)
   checks.check_inner_learning_rate(inner_learning_rate)
   if callable(inner_learning_rate):
-    # A schedule of the outer step count: scale what the outer optimizer sees, whose count is that step.
+    # A schedule of the outer step count: scale what the outer optimizer sees, whose count is that
+    # step.
     outer = optax.chain(optax.scale_by_schedule(inner_learning_rate), outer)
     inner_learning_rate = 1.0
 

@@ -1,7 +1,8 @@
 """SAM over the K micro-batches of an outer step, in the two-loop methods' opaque calling convention.
 
-Reference: P. Foret, A. Kleiner, H. Mobahi, B. Neyshabur, "Sharpness-Aware Minimization for Efficiently
-Improving Generalization", ICLR 2021, arXiv:2010.01412. With ḡ(θ) the mean gradient of the K
+Reference: P. Foret, A. Kleiner, H. Mobahi, B. Neyshabur, "Sharpness-Aware Minimization for
+Efficiently Improving Generalization", ICLR 2021, arXiv:2010.01412. With ḡ(θ) the mean gradient of
+the K
 micro-batches::
 
   ε = ρ ḡ(θ) / ‖ḡ(θ)‖;   θ ← θ + optimizer.update(ḡ(θ + ε))
@@ -10,9 +11,10 @@ The SAM step itself is ``optax.contrib.sam`` (opaque mode, ``sync_period=2``, ad
 ``chain(optax.contrib.normalize(), optax.sgd(ρ))``, i.e. the paper's single normalized ascent step).
 This module only adapts its calling convention to the one every micro-batch optimizer here uses
 (``nexus.optim.microbatches``): ``update(params, state, params, loss_fn=loss_fn)`` with
-``loss_fn(params, i)`` the loss of micro-batch ``i``, so the same trainer step drives all of them. The mean
-over the K micro-batches is taken at θ and again at θ + ε: SAM costs 2K gradient evaluations per outer
-step for the same tokens. As in ``optax.contrib.normalize``, a zero mean gradient gives NaN.
+``loss_fn(params, i)`` the loss of micro-batch ``i``, so the same trainer step drives all of them.
+The mean over the K micro-batches is taken at θ and again at θ + ε: SAM costs 2K gradient
+evaluations per outer step for the same tokens. As in ``optax.contrib.normalize``, a zero mean
+gradient gives NaN.
 """
 
 from typing import Any

@@ -7,32 +7,36 @@ and feeds it once to the *outer* transformation, whose update lands on the new o
 Two modes, as in ``optax.contrib.sam``:
 
 - ``"opaque"``: one ``update(params, state, params, *, loss_fn)`` call runs the K inner steps in a
-  ``jax.lax.scan``, with ``loss_fn(params, i)`` the loss of micro-batch ``i`` (the calling convention of
-  ``nexus.optim.microbatches``; ``grad_fn``/``value_and_grad_fn`` also work). The caller's params are θ.
-- ``"transparent"``: each ``update(grads, state, params)`` call is one inner step taking ``grads`` as the
-  gradient at the current inner point ``params``; every K-th call also takes the outer step. Jittable:
-  the branch is a ``jax.lax.cond``. Use it with ``flax.nnx.Optimizer`` or ``optax.MultiSteps``.
+  ``jax.lax.scan``, with ``loss_fn(params, i)`` the loss of micro-batch ``i`` (the calling
+  convention of ``nexus.optim.microbatches``; ``grad_fn``/``value_and_grad_fn`` also work). The
+  caller's params are θ.
+- ``"transparent"``: each ``update(grads, state, params)`` call is one inner step taking ``grads``
+  as the gradient at the current inner point ``params``; every K-th call also takes the outer step.
+  Jittable: the branch is a ``jax.lax.cond``. Use it with ``flax.nnx.Optimizer`` or
+  ``optax.MultiSteps``.
 
-Precision and memory (state, besides the outer transformation's, which is initialized on at-least-float32
-copies of the params, so AdamW keeps float32 moments): the inner trajectory and ĝ are at least float32
-whatever the params' dtype, since a step of length γ spread over d parameters moves each by about γ/√d,
-below bfloat16 resolution. Leaves stored in float32 need no copy in opaque mode (the caller's params *are*
-θ); opaque mode keeps a float32 master copy of θ for the leaves stored below float32 only. Transparent
-mode keeps θ (float32) for every leaf, since the caller's params walk along φ, plus a float32 φ for the
-leaves stored below float32. Leaves without a copy hold ``optax.MaskedNode()`` (no memory).
+Precision and memory (state, besides the outer transformation's, which is initialized on
+at-least-float32 copies of the params, so AdamW keeps float32 moments): the inner trajectory and ĝ
+are at least float32 whatever the params' dtype, since a step of length γ spread over d parameters
+moves each by about γ/√d, below bfloat16 resolution. Leaves stored in float32 need no copy in opaque
+mode (the caller's params *are* θ); opaque mode keeps a float32 master copy of θ for the leaves
+stored below float32 only. Transparent mode keeps θ (float32) for every leaf, since the caller's
+params walk along φ, plus a float32 φ for the leaves stored below float32. Leaves without a copy
+hold ``optax.MaskedNode()`` (no memory).
 
 Composition: every returned update moves the caller's params onto the new point (rounded to their
-dtype), and every outer step starts from the caller's params: where a caller's value differs from the
-master copy rounded to its dtype (a transformation chained *after* this one, e.g. clipping or
-``optax.masked``, changed the step), the caller's value is adopted, so nothing chained after is lost or
-drifts. Transformations chained *before* this one see, in opaque mode, only the ignored ``updates``
-(put gradient processing of ĝ inside ``outer``); in transparent mode they process each inner gradient.
+dtype), and every outer step starts from the caller's params: where a caller's value differs from
+the master copy rounded to its dtype (a transformation chained *after* this one, e.g. clipping or
+``optax.masked``, changed the step), the caller's value is adopted, so nothing chained after is lost
+or drifts. Transformations chained *before* this one see, in opaque mode, only the ignored
+``updates`` (put gradient processing of ĝ inside ``outer``); in transparent mode they process each
+inner gradient.
 
 Non-finite values never reach the state: an outer step whose inner gradients, losses (when given),
 pseudo-gradient or outer update is not finite is skipped (zero update, state kept) and counted in
-``skipped_steps``, as ``optax.apply_if_finite`` does; in transparent mode a non-finite inner gradient
-skips that inner call. So ``optax.apply_if_finite`` is not needed (and cannot see opaque mode's
-gradients); it composes, since opaque mode's updates are finite.
+``skipped_steps``, as ``optax.apply_if_finite`` does; in transparent mode a non-finite inner
+gradient skips that inner call. So ``optax.apply_if_finite`` is not needed (and cannot see opaque
+mode's gradients); it composes, since opaque mode's updates are finite.
 """
 
 from typing import Any

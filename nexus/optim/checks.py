@@ -1,8 +1,9 @@
 """Argument checks shared by every transformation in ``nexus.optim`` and by its registry.
 
 Each check raises one line naming the argument, the value it got and the fix, eagerly (when the
-transformation is built) wherever the value is known then. Values traced by ``optax.inject_hyperparams``
-inside ``jax.jit`` are accepted as they are: they were checked when they were concrete (at ``init``).
+transformation is built) wherever the value is known then. Values traced by
+``optax.inject_hyperparams`` inside ``jax.jit`` are accepted as they are: they were checked when
+they were concrete (at ``init``).
 """
 
 from collections.abc import Callable

@@ -5,20 +5,20 @@ Nexus, Lookahead, SNOO, micro-batch SAM, order-free Nexus and the adapters below
   updates, state = tx.update(params, state, params, loss_fn=loss_fn)
 
 with ``loss_fn(params, i)`` the scalar loss of micro-batch ``i`` (``i = 0..K−1``, an int32 scalar,
-possibly traced) at ``params``. Each method decides where to evaluate which micro-batch: Nexus at the
-moving inner point, AdamW-with-accumulation at θ. Users who only have gradients may pass
-``grad_fn(params, i)`` or ``value_and_grad_fn(params, i) -> (loss, gradient)`` instead (losses are then
-NaN, resp. recorded). The incoming ``updates`` are not used: pass the params (so wrappers that inspect
-them, such as ``optax.apply_if_finite``, see a params-shaped tree) or None. Every such state keeps a
-``diagnostics`` NamedTuple whose ``inner_losses: float32[K]`` holds the micro-batch losses of the last
-step (read with ``optax.tree.get(state, "inner_losses")``).
+possibly traced) at ``params``. Each method decides where to evaluate which micro-batch: Nexus at
+the moving inner point, AdamW-with-accumulation at θ. Users who only have gradients may pass
+``grad_fn(params, i)`` or ``value_and_grad_fn(params, i) -> (loss, gradient)`` instead (losses are
+then NaN, resp. recorded). The incoming ``updates`` are not used: pass the params (so wrappers that
+inspect them, such as ``optax.apply_if_finite``, see a params-shaped tree) or None. Every such state
+keeps a ``diagnostics`` NamedTuple whose ``inner_losses: float32[K]`` holds the micro-batch losses
+of the last step (read with ``optax.tree.get(state, "inner_losses")``).
 
 Plain Optax transformations join this convention through two adapters:
 
-- ``accumulate_gradients(tx, K)``: the mean of the K micro-batch gradients at θ, accumulated in float32
-  (gradient accumulation, the AdamW baseline);
-- ``stacked_gradients(tx, K)``: the K gradients at θ stacked ``[K, *param_shape]`` (PCGrad, Nexus's γ→0
-  limit, any transformation of ``optax.experimental``'s aggregating kind).
+- ``accumulate_gradients(tx, K)``: the mean of the K micro-batch gradients at θ, accumulated in
+  float32 (gradient accumulation, the AdamW baseline);
+- ``stacked_gradients(tx, K)``: the K gradients at θ stacked ``[K, *param_shape]`` (PCGrad, Nexus's
+  γ→0 limit, any transformation of ``optax.experimental``'s aggregating kind).
 """
 
 from collections.abc import Callable

@@ -2,25 +2,26 @@
 
 ``build(OptimizerConfig(...), num_inner_steps=K, total_steps=T) -> tx``. ``OptimizerConfig`` is the
 experiment's ``opt`` section itself: one flat namespace shared by every method, with one set of
-defaults, so a single config section fits them all; each method reads the fields it uses. Every value
-is checked when the section is built, as strictly as the optimizer API checks it and more where a
-value would silently train nothing (γ = 0), with one-line errors naming ``opt.<field>``.
+defaults, so a single config section fits them all; each method reads the fields it uses. Every
+value is checked when the section is built, as strictly as the optimizer API checks it and more
+where a value would silently train nothing (γ = 0), with one-line errors naming ``opt.<field>``.
 
 Every method follows one calling convention (``nexus.optim.microbatches``)::
 
   updates, state = tx.update(params, state, params, loss_fn=loss_fn)
 
-with ``loss_fn(params, i)`` the loss of micro-batch ``i`` of the K of one outer step; each method decides
-where to evaluate which micro-batch, and every one consumes the same K micro-batches per step and keeps
-their losses in ``optax.tree.get(state, "inner_losses")`` (at θ for the methods that evaluate there, at
-the inner points φ_k for the two-loop methods).
+with ``loss_fn(params, i)`` the loss of micro-batch ``i`` of the K of one outer step; each method
+decides where to evaluate which micro-batch, and every one consumes the same K micro-batches per
+step and keeps their losses in ``optax.tree.get(state, "inner_losses")`` (at θ for the methods that
+evaluate there, at the inner points φ_k for the two-loop methods).
 
 Clipping at ``clip_norm`` (the paper's AdamW baseline clips the mean gradient at 1.0) is applied to
-what AdamW (or Muon) receives: the mean gradient (``adamw``), the pseudo-gradient inside the outer chain
-(the Nexus family), the combined direction (``pcgrad``, ``nexus_first_order``), the gradient at the
-perturbed point (``sam``), and each raw inner gradient for ``lookahead`` and ``snoo``, whose AdamW runs
-inside the loop (their pseudo-gradient is a K-step AdamW displacement fed to an interpolation or to
-Nesterov SGD, and clipping it would change the outer step length, not guard against spikes).
+what AdamW (or Muon) receives: the mean gradient (``adamw``), the pseudo-gradient inside the outer
+chain (the Nexus family), the combined direction (``pcgrad``, ``nexus_first_order``), the gradient
+at the perturbed point (``sam``), and each raw inner gradient for ``lookahead`` and ``snoo``, whose
+AdamW runs inside the loop (their pseudo-gradient is a K-step AdamW displacement fed to an
+interpolation or to Nesterov SGD, and clipping it would change the outer step length, not guard
+against spikes).
 """
 
 from collections.abc import Callable
@@ -48,8 +49,9 @@ from nexus.optim.normalize import NORMALIZATIONS
 from nexus.optim.schedules import inner_call_schedule
 from nexus.optim.schedules import tied_inner_learning_rate
 
-# Muon's updates of 2D params are rescaled to AdamW's typical RMS (Liu et al. 2025, "Muon is Scalable
-# for LLM Training", arXiv:2502.16982), so nexus_muon shares AdamW's learning rate and weight decay.
+# Muon's updates of 2D params are rescaled to AdamW's typical RMS (Liu et al. 2025, "Muon is
+# Scalable for LLM Training", arXiv:2502.16982), so nexus_muon shares AdamW's learning rate and
+# weight decay.
 MUON_CONSISTENT_RMS = 0.2
 
 
@@ -119,7 +121,8 @@ class OptimizerConfig:
     check_optimizer_config(self)
 
 
-# Methods whose pseudo-gradient is γ times a (sum of) normalized or SGD step(s): γ = 0 trains nothing.
+# Methods whose pseudo-gradient is γ times a (sum of) normalized or SGD step(s): γ = 0 trains
+# nothing.
 USES_GAMMA = ("nexus", "nexus_unnormalized", "nexus_muon", "nexus_first_order", "order_free")
 GAMMA_SCHEDULES = ("tied", "constant")
 
@@ -297,8 +300,8 @@ def _sam(config: OptimizerConfig, rates: Rates):
 
 
 def _pcgrad(config: OptimizerConfig, rates: Rates):
-  # The mean keeps AdamW accumulation's scale (equal to it when no pair conflicts), so clip_norm means
-  # the same as for the baseline; the paper's sum differs by the factor K only.
+  # The mean keeps AdamW accumulation's scale (equal to it when no pair conflicts), so clip_norm
+  # means the same as for the baseline; the paper's sum differs by the factor K only.
   tx = pcgrad(
     _adamw(config, rates.learning_rate),
     order=config.projection_order,

@@ -6,8 +6,8 @@ Reproductions of Nexus (arXiv:2604.09258) tie γ to the outer learning-rate sche
 γ_t = γ_peak · η_t / η_peak, so the inner steps shrink during warmup and decay with the outer
 learning rate. A constant γ is the other option (pass a float to ``nexus.nexus``).
 
-``optax.inject_hyperparams`` evaluates a schedule at its own count, which advances once per ``update``
-call: once per outer step in opaque mode, but K times per outer step in transparent mode.
+``optax.inject_hyperparams`` evaluates a schedule at its own count, which advances once per
+``update`` call: once per outer step in opaque mode, but K times per outer step in transparent mode.
 ``inner_call_schedule`` turns a schedule of the outer step into one of that call count.
 """
 

@@ -30,8 +30,8 @@ _GEOMETRY_AND_CLOSENESS_KEYS = (
   "closeness/spread",
 )
 _EVAL_LOSS_PREFIXES = ("eval/loss", "eval/ood_loss")
-# Paired rows: losses macro and per held-out source (validation eval/ and reported test/), downstream per
-# family, geometry and closeness.
+# Paired rows: losses macro and per held-out source (validation eval/ and reported test/),
+# downstream per family, geometry and closeness.
 _PAIRED_PREFIXES = (
   "eval/loss_macro",
   "eval/ood_loss",

@@ -1,21 +1,23 @@
 """Comparison at matched training loss: every metric read off where each run reaches the same training loss.
 
-The paper compares optimizers at the same pretraining loss, not only at the same step (Chen et al. 2026,
-arXiv:2604.09258). Training loss is logged every few steps and the other metrics (OOD loss, accuracy,
-cosine, closeness) at evaluation steps, so a metric at a loss level ℓ is interpolated:
+The paper compares optimizers at the same pretraining loss, not only at the same step (Chen et al.
+2026, arXiv:2604.09258). Training loss is logged every few steps and the other metrics (OOD loss,
+accuracy, cosine, closeness) at evaluation steps, so a metric at a loss level ℓ is interpolated:
 
 1. Training-loss curve. The logged losses are averaged over a trailing window of ``window`` values
    (1: none) and then replaced by their running minimum (cummin): the best loss reached so far. This
    makes loss a non-increasing function of step, so "the step where the run reaches ℓ" is well defined;
    upward noise is ignored and downward noise is kept (a small optimistic bias, the same for every run;
    the trailing window reduces it).
-2. Loss at an evaluation step: the curve of step 1, interpolated linearly in step between logged steps
-   (NaN outside the logged range).
-3. Metric at ℓ: linear interpolation *in loss* between the two consecutive evaluations that bracket ℓ,
-   taking the first evaluation whose loss is ≤ ℓ (so on a plateau, the first time the run reaches ℓ).
-   Levels above the first evaluation's loss or below the last one's are NaN: nothing is extrapolated.
+2. Loss at an evaluation step: the curve of step 1, interpolated linearly in step between logged
+   steps (NaN outside the logged range).
+3. Metric at ℓ: linear interpolation *in loss* between the two consecutive evaluations that bracket
+   ℓ, taking the first evaluation whose loss is ≤ ℓ (so on a plateau, the first time the run reaches
+   ℓ). Levels above the first evaluation's loss or below the last one's are NaN: nothing is
+   extrapolated.
 
-Across seeds, ``aggregate`` gives mean ± sample standard deviation of the seeds that reached the level.
+Across seeds, ``aggregate`` gives mean ± sample standard deviation of the seeds that reached the
+level.
 """
 
 from collections.abc import Sequence

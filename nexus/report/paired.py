@@ -7,16 +7,17 @@ d_s = x_{method, s} − x_{baseline, s} removes it, and its mean over seeds is t
 
 Two intervals for the mean of d over n seeds:
 
-- ``"t"`` (the default): mean(d) ± t_{n−1, (1+c)/2} · sd(d)/√n, Student's t interval. It is exact when the
-  d_s are normal and stays close to its level for mildly skewed d; it needs only n ≥ 2.
+- ``"t"`` (the default): mean(d) ± t_{n−1, (1+c)/2} · sd(d)/√n, Student's t interval. It is exact
+  when the d_s are normal and stays close to its level for mildly skewed d; it needs only n ≥ 2.
 - ``"bootstrap"``: the percentile interval of the mean over resamples of the n differences with
-  replacement (Efron & Tibshirani, *An Introduction to the Bootstrap*, 1993, ch. 13). It drops the normal
-  assumption but, with the 5 or so seeds a study affords, it is too narrow: the resampled means spread
-  like sd(d)·√((n−1)/n)/√n with normal rather than t tails, so a nominal 95% covers about 85% at n = 5
-  (``tests/report/test_paired.py`` measures this). Use it as a check when there are many seeds.
+  replacement (Efron & Tibshirani, *An Introduction to the Bootstrap*, 1993, ch. 13). It drops the
+  normal assumption but, with the 5 or so seeds a study affords, it is too narrow: the resampled
+  means spread like sd(d)·√((n−1)/n)/√n with normal rather than t tails, so a nominal 95% covers
+  about 85% at n = 5 (``tests/report/test_paired.py`` measures this). Use it as a check when there
+  are many seeds.
 
-A macro average over several metrics (held-out sources, downstream families) is formed per run first and
-then differenced, so it is paired too and equals the mean of the per-metric differences.
+A macro average over several metrics (held-out sources, downstream families) is formed per run first
+and then differenced, so it is paired too and equals the mean of the per-metric differences.
 """
 
 from collections.abc import Mapping

@@ -1,8 +1,9 @@
 """PNG plots of a comparison: metric curves against steps or training loss, and cosine-matrix heatmaps.
 
-Figures are built with ``matplotlib.figure.Figure`` and saved with the Agg canvas, so no pyplot state or
-display is involved. One colour per optimizer group; seeds of a group share it. matplotlib is imported
-when the first figure is made, so importing ``nexus.report`` (e.g. for ``launch.sweep``) does not load it.
+Figures are built with ``matplotlib.figure.Figure`` and saved with the Agg canvas, so no pyplot
+state or display is involved. One colour per optimizer group; seeds of a group share it. matplotlib
+is imported when the first figure is made, so importing ``nexus.report`` (e.g. for ``launch.sweep``)
+does not load it.
 """
 
 from collections.abc import Mapping

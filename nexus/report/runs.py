@@ -1,8 +1,9 @@
 """Training runs on disk: ``<workdir>/metrics.jsonl`` and ``<workdir>/config.json``, grouped by optimizer.
 
-``metrics.jsonl`` holds one JSON object per logged record with a ``step`` and any metrics (the trainer
-writes training and evaluation metrics of one step as separate records); ``config.json`` is the run's
-config with ``opt.name``, ``seed`` and ``name``. Runs of the same optimizer are seeds of one group.
+``metrics.jsonl`` holds one JSON object per logged record with a ``step`` and any metrics (the
+trainer writes training and evaluation metrics of one step as separate records); ``config.json`` is
+the run's config with ``opt.name``, ``seed`` and ``name``. Runs of the same optimizer are seeds of
+one group.
 """
 
 from collections.abc import Sequence

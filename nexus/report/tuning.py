@@ -1,18 +1,19 @@
 """Hyperparameter sweeps with equal budgets and bracketed optima, for comparing tuned methods fairly.
 
-A comparison of optimizers is only as fair as their tuning: a tuned method against a default baseline
-measures the tuning. A sweep here gives every method a grid over its own config fields (AdamW: learning
-rate and final-lr fraction; Nexus: learning rate × γ; ...) with the same number of runs each, selects on
-a *validation* metric (lower is better, e.g. ``eval/loss_macro``), and brackets the optimum: while the
-best setting sits at the edge of the grid in a numeric field, one run is added one grid step beyond that
-edge (the step is geometric when the field's values are positive, e.g. a learning rate, arithmetic
-otherwise), up to ``max_extensions`` extra runs per method or a field's bound. Every extension is recorded
-in the result, so a reader sees whether each optimum is bracketed and what each method cost.
+A comparison of optimizers is only as fair as their tuning: a tuned method against a default
+baseline measures the tuning. A sweep here gives every method a grid over its own config fields
+(AdamW: learning rate and final-lr fraction; Nexus: learning rate × γ; ...) with the same number of
+runs each, selects on a *validation* metric (lower is better, e.g. ``eval/loss_macro``), and
+brackets the optimum: while the best setting sits at the edge of the grid in a numeric field, one
+run is added one grid step beyond that edge (the step is geometric when the field's values are
+positive, e.g. a learning rate, arithmetic otherwise), up to ``max_extensions`` extra runs per
+method or a field's bound. Every extension is recorded in the result, so a reader sees whether each
+optimum is bracketed and what each method cost.
 
-The runner is a callable ``evaluate(method, settings, seed) -> float``, so the logic is independent of how
-runs are made (``launch.sweep`` trains subprocesses of ``launch.train``; tests use closed-form objectives).
-Decisions depend only on the scores, so a rerun with the same scores makes the same runs: a runner that
-skips finished runs makes the sweep resumable.
+The runner is a callable ``evaluate(method, settings, seed) -> float``, so the logic is independent
+of how runs are made (``launch.sweep`` trains subprocesses of ``launch.train``; tests use
+closed-form objectives). Decisions depend only on the scores, so a rerun with the same scores makes
+the same runs: a runner that skips finished runs makes the sweep resumable.
 """
 
 from collections.abc import Callable

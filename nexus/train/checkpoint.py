@@ -2,36 +2,40 @@
 
 A checkpoint of step N is the orbax step directory ``<directory>/N`` holding one item per part:
 
-- ``params``: the model parameters (a pure dict of arrays). ``load_params`` reads this item alone, with
-  shapes from orbax's metadata, so evaluation builds neither the optimizer nor the schedule;
+- ``params``: the model parameters (a pure dict of arrays). ``load_params`` reads this item alone,
+  with shapes from orbax's metadata, so evaluation builds neither the optimizer nor the schedule;
 - ``opt_state``: the optimizer state;
 - ``counters``: the train state's other fields (step, skipped-step count), a dict by field name;
-- ``data``: the data iterator's position, written by grain's own orbax handler (``grain.checkpoint``)
-  as one JSON file per process (``process_<i>-of-<n>.json``), so every process resumes its own stream;
+- ``data``: the data iterator's position, written by grain's own orbax handler
+  (``grain.checkpoint``) as one JSON file per process (``process_<i>-of-<n>.json``), so every
+  process resumes its own stream;
 - ``config``: the run's config as JSON, which ``run_history`` compares with a resumed run's config.
 
-Arrays are saved with ``StandardSave`` and restored straight into the shardings of an abstract state,
-so no array is ever gathered on one device. The train state is a NamedTuple with ``params`` and
-``opt_state`` fields (``nexus.train.step.TrainState``).
+Arrays are saved with ``StandardSave`` and restored straight into the shardings of an abstract
+state, so no array is ever gathered on one device. The train state is a NamedTuple with ``params``
+and ``opt_state`` fields (``nexus.train.step.TrainState``).
 
 Robustness, the reason this wrapper exists:
 
-- orbax writes into ``N.orbax-checkpoint-tmp...`` and renames it on commit, so a save cut short (SIGKILL,
-  preemption) leaves no step N; the leftover is ignored, and replaced when step N is saved again.
+- orbax writes into ``N.orbax-checkpoint-tmp...`` and renames it on commit, so a save cut short
+  (SIGKILL, preemption) leaves no step N; the leftover is ignored, and replaced when step N is saved
+  again.
 - A committed checkpoint can still be damaged afterwards (truncated or deleted files, a bad disk).
-  ``restore_latest`` tries the steps newest first; a step counts only when every item reads. Any failure
-  is logged as a warning naming the step, and the previous step is tried. Nothing is deleted: a step
-  found unreadable stays on disk until the resumed run saves that step again (it is then replaced) or
-  keep-last-N retires it.
+  ``restore_latest`` tries the steps newest first; a step counts only when every item reads. Any
+  failure is logged as a warning naming the step, and the previous step is tried. Nothing is
+  deleted: a step found unreadable stays on disk until the resumed run saves that step again (it is
+  then replaced) or keep-last-N retires it.
 - If checkpoints exist but none can be restored, ``restore_latest`` raises a one-line ``ValueError``
   instead of returning None: silently training from scratch would mix a new run into the old one's
   directory. The usual cause is a changed model or optimizer config.
 - Checkpoints of the older layout (one ``state`` item plus a ``metadata`` blob) are refused with a
   one-line ``ValueError``, for the same reason.
-- With several processes, all of them restore the same step: each reads process-locally and a step counts
-  as readable only when every process read it (a damaged shard may be read by one process only).
-- A save that cannot be written (a full disk, a lost mount) raises ``CheckpointWriteError``: one line
-  naming the step, the directory and the reason, instead of the tracebacks of orbax's writer threads.
+- With several processes, all of them restore the same step: each reads process-locally and a step
+  counts as readable only when every process read it (a damaged shard may be read by one process
+  only).
+- A save that cannot be written (a full disk, a lost mount) raises ``CheckpointWriteError``: one
+  line naming the step, the directory and the reason, instead of the tracebacks of orbax's writer
+  threads.
 """
 
 import contextlib

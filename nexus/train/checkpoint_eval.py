@@ -4,15 +4,16 @@ At the checkpoint θ of ``<workdir>``:
 
 - per-source and OOD loss and gradient geometry on the validation batches (``eval/...``, as during
   training) and on the batches of the reported split, by default test (``test/...``);
-- closeness of per-source minima: full-batch SGD with a small learning rate on a fixed sample of each
-  training source's *training* split (the same sample for every run: a fixed data seed) until that
-  source's loss has dropped by a fixed fraction, or a step budget ends (``nexus.measure.make_sgd_closeness``);
+- closeness of per-source minima: full-batch SGD with a small learning rate on a fixed sample of
+  each training source's *training* split (the same sample for every run: a fixed data seed) until
+  that source's loss has dropped by a fixed fraction, or a step budget ends
+  (``nexus.measure.make_sgd_closeness``);
 - downstream on the generated math families (training families and held-out compositions), problems
   of the reported split: teacher-forced answer NLL and token accuracy, and exact match of greedy
   generation beside its chance level.
 
-The result is appended to the run's ``metrics.jsonl`` at the checkpoint's step, where ``launch.compare``
-reads it.
+The result is appended to the run's ``metrics.jsonl`` at the checkpoint's step, where
+``launch.compare`` reads it.
 """
 
 import dataclasses

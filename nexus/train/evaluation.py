@@ -1,7 +1,8 @@
 """Periodic evaluation during training: per-source and OOD validation loss, and gradient geometry.
 
-Uses the model-agnostic measurements of ``nexus.measure`` on fixed validation batches of every training
-and held-out source (``nexus.data.make_eval_batches``), so every optimizer is measured identically.
+Uses the model-agnostic measurements of ``nexus.measure`` on fixed validation batches of every
+training and held-out source (``nexus.data.make_eval_batches``), so every optimizer is measured
+identically.
 """
 
 import jax

@@ -2,19 +2,19 @@
 
 Design points (after nanodo and MaxText):
 - every config error is raised before any work starts: no workdir is created, no corpus is built;
-- one writer per workdir (``workdir_lock``), one config per run (``run_history``: a resumed run with a
-  changed config is refused unless the change is allowed, and then recorded in ``history.jsonl``);
+- one writer per workdir (``workdir_lock``), one config per run (``run_history``: a resumed run with
+  a changed config is refused unless the change is allowed, and then recorded in ``history.jsonl``);
 - no device synchronisation in the loop: step t's metrics are fetched after step t+1 is dispatched,
   except before a checkpoint save, when the step's record is made durable first (crash-consistent
   ``metrics.jsonl``, see ``nexus.train.metrics``);
-- the whole state (model, optimizer incl. Nexus's outer copy, step, skipped-step count) is checkpointed
-  with orbax together with the data iterator state and the config, and a run resumes from the latest
-  good checkpoint automatically, continuing exactly (same batches, same numbers);
+- the whole state (model, optimizer incl. Nexus's outer copy, step, skipped-step count) is
+  checkpointed with orbax together with the data iterator state and the config, and a run resumes
+  from the latest good checkpoint automatically, continuing exactly (same batches, same numbers);
 - SIGTERM (preemption) saves a checkpoint and stops; with several processes, they first agree on the
-  step to stop at (``multihost_utils.reached_preemption_sync_point``), so every process saves the same
-  step and none waits in a collective for a peer that has left the loop;
-- the summary's ``status`` tells the truth: ``finished``, ``preempted``, or ``skipped`` when more than
-  ``train.max_skipped_fraction`` of the steps (or every step) were skipped as non-finite.
+  step to stop at (``multihost_utils.reached_preemption_sync_point``), so every process saves the
+  same step and none waits in a collective for a peer that has left the loop;
+- the summary's ``status`` tells the truth: ``finished``, ``preempted``, or ``skipped`` when more
+  than ``train.max_skipped_fraction`` of the steps (or every step) were skipped as non-finite.
 """
 
 import json

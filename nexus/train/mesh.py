@@ -1,8 +1,8 @@
 """The device mesh: data, fsdp and tensor axes, sizes from the config (one of them may be -1).
 
-The mesh uses ``AxisType.Auto`` on purpose: parameter and batch shardings are given explicitly at the
-jit boundary (from logical axis rules) and XLA's sharding propagation places the intermediates, which
-keeps the same model code valid on 1 CPU, 8 fake devices, a GPU or a pod.
+The mesh uses ``AxisType.Auto`` on purpose: parameter and batch shardings are given explicitly at
+the jit boundary (from logical axis rules) and XLA's sharding propagation places the intermediates,
+which keeps the same model code valid on 1 CPU, 8 fake devices, a GPU or a pod.
 """
 
 import math

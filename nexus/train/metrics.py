@@ -4,10 +4,10 @@
 scalars go to TensorBoard through tensorboardX (no TensorFlow needed). Only process 0 writes.
 
 The JSONL log is crash-consistent with the checkpoints: the loop makes a step's records durable
-(``MetricWriter.sync``) before that step's checkpoint save starts, and a resumed run cuts the log back
-to the restored step (``truncate_metrics``), so a run killed at any point, then resumed, has every
-step's record exactly once and in order. A torn last line (a kill or a full disk mid-write) is dropped
-with a warning naming the file.
+(``MetricWriter.sync``) before that step's checkpoint save starts, and a resumed run cuts the log
+back to the restored step (``truncate_metrics``), so a run killed at any point, then resumed, has
+every step's record exactly once and in order. A torn last line (a kill or a full disk mid-write) is
+dropped with a warning naming the file.
 """
 
 from collections.abc import Mapping

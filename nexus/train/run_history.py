@@ -1,8 +1,8 @@
 """A run's identity and history: one config per workdir, and a log of what happened to it.
 
 Every checkpoint stores the config it was trained with. A resumed run compares its config with the
-checkpoint's and refuses a difference (one line listing the changed fields), because silently resuming
-with, say, another learning rate mixes two experiments in one run. An explicit
+checkpoint's and refuses a difference (one line listing the changed fields), because silently
+resuming with, say, another learning rate mixes two experiments in one run. An explicit
 ``--allow_config_change`` continues with the new config and records the change in
 ``<workdir>/history.jsonl``, which also records every start, resume and end of the run.
 

@@ -1,17 +1,17 @@
 """Where a run's log records go: the terminal gets this project's warnings, a file gets everything.
 
 The main job's terminal should show the progress display, the corpus build and the summary, not the
-hundreds of INFO lines of orbax, absl and JAX, nor the tracebacks that orbax's background threads and
-asyncio print when a save fails or the interpreter shuts down (the error that matters reaches the user
-as one line, see ``launch/train.py``). So:
+hundreds of INFO lines of orbax, absl and JAX, nor the tracebacks that orbax's background threads
+and asyncio print when a save fails or the interpreter shuts down (the error that matters reaches
+the user as one line, see ``launch/train.py``). So:
 
-- ``quiet_terminal`` (called once by a launcher) filters the terminal handler: records from ``nexus``
-  and ``launch`` at WARNING and above only, or, with ``verbose``, every library's records at INFO;
-  Python warnings, uncaught exceptions of background threads and "Exception ignored in ..." messages
-  (asyncio's "Event loop is closed") become log records instead of raw stderr output.
-- ``log_to_file`` (used by the trainer for the length of a run) sends every record at INFO and above to
-  ``<workdir>/train.log`` (``train.<process>.log`` on processes other than 0), records from before the
-  workdir existed included.
+- ``quiet_terminal`` (called once by a launcher) filters the terminal handler: records from
+  ``nexus`` and ``launch`` at WARNING and above only, or, with ``verbose``, every library's records
+  at INFO; Python warnings, uncaught exceptions of background threads and "Exception ignored in ..."
+  messages (asyncio's "Event loop is closed") become log records instead of raw stderr output.
+- ``log_to_file`` (used by the trainer for the length of a run) sends every record at INFO and above
+  to ``<workdir>/train.log`` (``train.<process>.log`` on processes other than 0), records from
+  before the workdir existed included.
 """
 
 import contextlib

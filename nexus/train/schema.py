@@ -6,12 +6,13 @@ An experiment has seven sections, each a frozen dataclass that checks its own fi
   ``opt``: ``nexus.optim.registry.OptimizerConfig`` (the registry builds the optimizer from it);
 - ``train``, ``eval``, ``mesh``, ``checkpoint``: defined here.
 
-``configs/<name>.py`` files return ``to_config_dict(ExperimentConfig(...))``, so every field of every
-section is settable from the command line (``--config.opt.learning_rate=3e-3``) and documented in one
-place: the dataclasses' docstrings. ``from_config_dict`` turns the (overridden) ConfigDict back into an
-``ExperimentConfig``: unknown fields, bad values and inconsistent sections (batch vs mesh, sequence
-length vs model, vocabulary vs tokenizer, schedule vs steps) each raise a one-line ValueError naming
-``config.<section>.<field>`` and the fix, before any data, model or compile work starts.
+``configs/<name>.py`` files return ``to_config_dict(ExperimentConfig(...))``, so every field of
+every section is settable from the command line (``--config.opt.learning_rate=3e-3``) and documented
+in one place: the dataclasses' docstrings. ``from_config_dict`` turns the (overridden) ConfigDict
+back into an ``ExperimentConfig``: unknown fields, bad values and inconsistent sections (batch vs
+mesh, sequence length vs model, vocabulary vs tokenizer, schedule vs steps) each raise a one-line
+ValueError naming ``config.<section>.<field>`` and the fix, before any data, model or compile work
+starts.
 """
 
 import dataclasses

@@ -58,7 +58,8 @@ def _optimizer_state_shardings(tx, abstract_params, mesh):
   """
   compiled = jax.jit(tx.init).lower(abstract_params).compile()
   mesh_devices, replicated = set(mesh.devices.flat), NamedSharding(mesh, P())
-  # Leaves that do not depend on the params (counters, diagnostics) may come out on one device; replicate them.
+  # Leaves that do not depend on the params (counters, diagnostics) may come out on one device;
+  # replicate them.
   shardings = jax.tree.map(
     lambda s: s if s.device_set == mesh_devices else replicated, compiled.output_shardings
   )

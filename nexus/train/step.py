@@ -1,13 +1,14 @@
 """The jitted training step: one outer step over K micro-batches, the same code for every optimizer.
 
-A batch holds ``tokens: int32[K, B, L+1]`` (see docs/design.md). Every registered optimizer follows one
-calling convention (``nexus.optim.microbatches``): ``tx.update(params, state, params, loss_fn=loss_fn)``
-with ``loss_fn(params, i)`` the loss of micro-batch ``i``. The optimizer decides where to evaluate it
-(Nexus along its inner trajectory, AdamW at θ with gradient accumulation, ...) and keeps the K
-micro-batch losses in its state (``inner_losses``), which the step logs, so no extra forward pass runs.
+A batch holds ``tokens: int32[K, B, L+1]`` (see docs/design.md). Every registered optimizer follows
+one calling convention (``nexus.optim.microbatches``): ``tx.update(params, state, params,
+loss_fn=loss_fn)`` with ``loss_fn(params, i)`` the loss of micro-batch ``i``. The optimizer decides
+where to evaluate it (Nexus along its inner trajectory, AdamW at θ with gradient accumulation, ...)
+and keeps the K micro-batch losses in its state (``inner_losses``), which the step logs, so no extra
+forward pass runs.
 
-A non-finite loss or update never reaches the state: the step keeps the previous state and counts the
-skip (``nonfinite='stop'`` makes the host stop on it instead).
+A non-finite loss or update never reaches the state: the step keeps the previous state and counts
+the skip (``nonfinite='stop'`` makes the host stop on it instead).
 """
 
 from collections.abc import Callable

@@ -2,14 +2,14 @@
 
 The lock is an ``fcntl.flock`` on the file, so the kernel (or the NFS lock manager on a shared
 filesystem) releases it when the holder dies, however it dies: a crashed or SIGKILLed run leaves no
-lock behind that needs a human. The file's content names the holder (pid, host, start time) so that a
-second trainer can say who holds the workdir; content left by a dead holder is only a record, and the
-next trainer overwrites it (with a warning naming the dead holder).
+lock behind that needs a human. The file's content names the holder (pid, host, start time) so that
+a second trainer can say who holds the workdir; content left by a dead holder is only a record, and
+the next trainer overwrites it (with a warning naming the dead holder).
 
 The file is never deleted (deleting a lock file races with a trainer that has just opened it); on
 release its content is cleared. Where the filesystem has no ``flock`` (some FUSE mounts), the lock
-falls back to the file's content: a holder on this host whose pid is gone is stale and is taken over,
-any other holder is live.
+falls back to the file's content: a holder on this host whose pid is gone is stale and is taken
+over, any other holder is live.
 
 In a multi-process run only process 0 takes the lock (the workdir is one shared directory per run);
 ``acquire`` is a collective so that every process stops when process 0 cannot take it.

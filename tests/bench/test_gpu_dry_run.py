@@ -14,7 +14,8 @@ STOCK_IMAGE_LACKS = ("grain", "ml_collections", "tensorflow_datasets", "array_re
 
 @pytest.mark.slow
 def test_gpu_benchmark_dry_run_writes_its_report(tmp_path):
-  # A stock GPU image has none of these: importing one fails at startup (sitecustomize), as it would there.
+  # A stock GPU image has none of these: importing one fails at startup (sitecustomize), as it would
+  # there.
   guard = tmp_path / "guard"
   guard.mkdir()
   (guard / "sitecustomize.py").write_text(

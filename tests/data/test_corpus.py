@@ -56,8 +56,8 @@ class BuildCorpusTest(absltest.TestCase):
       for split, stats in source["splits"].items():
         self.assertGreater(stats["documents"], 0, msg=(name, split))
         self.assertEqual(stats["tokens"], stats["bytes"] + 2 * stats["documents"])
-        # Every built-in source is larger than the small budget: each split is filled, overshooting by
-        # at most one document (<= 4000 characters).
+        # Every built-in source is larger than the small budget: each split is filled, overshooting
+        # by at most one document (<= 4000 characters).
         self.assertBetween(
           stats["bytes"], budgets[split], budgets[split] + 4 * stdlib_text.MAX_DOCUMENT_CHARS
         )

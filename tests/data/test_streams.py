@@ -89,7 +89,8 @@ class TrainStreamTest(parameterized.TestCase):
     row = batch["tokens"][0, 0]
     bos, eos = np.flatnonzero(row == data_lib.BOS_ID), np.flatnonzero(row == data_lib.EOS_ID)
     self.assertGreater(len(bos), 1)
-    # Documents are back to back: every EOS is followed by a BOS, every BOS follows an EOS (row edges aside).
+    # Documents are back to back: every EOS is followed by a BOS, every BOS follows an EOS (row
+    # edges aside).
     np.testing.assert_array_equal(bos[bos > 0] - 1, eos[eos < len(row) - 1])
 
   def test_an_epoch_reads_every_window_once(self):
@@ -101,7 +102,8 @@ class TrainStreamTest(parameterized.TestCase):
     stored = np.concatenate(
       [tokenizer.encode_document(source[i]["text"]) for i in range(len(source))]
     )
-    # 40 documents of 3, 6, ..., 120 letters: 2460 letters + 80 BOS/EOS = 101 windows of L+1 = 25 tokens.
+    # 40 documents of 3, 6, ..., 120 letters: 2460 letters + 80 BOS/EOS = 101 windows of L+1 = 25
+    # tokens.
     windows = [w.tobytes() for w in stored[:2525].reshape(101, 25)]
     config = letters_config("pure_uniform", sources=(spec,))
     rows = np.concatenate(

@@ -1,8 +1,9 @@
 """A local TFDS dataset standing in for a user's ArrayRecord dataset (e.g. C4): no network.
 
 ``toy_letters/<letter>`` has ``train`` and ``validation`` splits whose documents are runs of one
-letter, so a test can tell from any packed row which source it came from; ``toy_letters/no_validation``
-lacks a validation split (TFDS refuses to write empty splits: tests select ``train[:0]`` for those).
+letter, so a test can tell from any packed row which source it came from;
+``toy_letters/no_validation`` lacks a validation split (TFDS refuses to write empty splits: tests
+select ``train[:0]`` for those).
 """
 
 import functools

@@ -1,7 +1,8 @@
 """Quadratic sources L_k(θ) = ½‖θ − c_k‖² over a two-leaf parameter tree: every measurement in closed form.
 
-∇L_k(θ) = θ − c_k, and plain SGD with learning rate η for n steps gives θ_n = c_k + (1 − η)ⁿ (θ − c_k).
-A batch is ``{"center": tree}``; averaging batches whose centers average to c_k averages the gradients too.
+∇L_k(θ) = θ − c_k, and plain SGD with learning rate η for n steps gives θ_n = c_k + (1 − η)ⁿ (θ −
+c_k). A batch is ``{"center": tree}``; averaging batches whose centers average to c_k averages the
+gradients too.
 """
 
 import jax

@@ -157,8 +157,8 @@ class SgdClosenessTest(absltest.TestCase):
     self.assertEqual(got["closeness/all_reached"], 1.0)
 
   def test_each_source_takes_the_steps_it_needs_from_the_full_batch(self):
-    # Batches at c ± e: the full-batch gradient is θ − c, but the loss has a floor b = ½‖e‖², so a source
-    # whose θ is farther from c (larger a) reaches the same relative drop sooner.
+    # Batches at c ± e: the full-batch gradient is θ − c, but the loss has a floor b = ½‖e‖², so a
+    # source whose θ is farther from c (larger a) reaches the same relative drop sooner.
     offset = np.full(7, 0.5)
     got = closeness.make_sgd_closeness(quadratics.loss_fn, **SGD)(
       quadratics.tree(THETA_VECTOR), quadratics.batches(CENTERS, [offset, -offset])
@@ -181,7 +181,8 @@ class SgdClosenessTest(absltest.TestCase):
     )
 
   def test_a_diverging_descent_stops_at_once(self):
-    # η = 2.5 multiplies θ − c by −1.5 per step: the loss grows, so the descent stops after one step.
+    # η = 2.5 multiplies θ − c by −1.5 per step: the loss grows, so the descent stops after one
+    # step.
     got = closeness.make_sgd_closeness(quadratics.loss_fn, **{**SGD, "learning_rate": 2.5})(
       quadratics.tree(THETA_VECTOR), quadratics.batches(CENTERS[:1])
     )

@@ -1,5 +1,6 @@
 """Nexus composed with the rest of Optax: what is chained after or before it, optax.masked,
-optax.MultiSteps, optax.apply_if_finite, injected hyperparameters, non-finite steps, and the memory of
+optax.MultiSteps, optax.apply_if_finite, injected hyperparameters, non-finite steps, and the memory
+of
 its state per params dtype (the promises of nexus/optim/_two_loop.py's module docstring)."""
 
 from absl.testing import absltest
@@ -65,7 +66,8 @@ def nbytes(tree):
 class ChainedAfterTest(parameterized.TestCase):
   @parameterized.parameters(jnp.float32, jnp.bfloat16)
   def test_opaque_clip_after_reaches_theta(self, dtype):
-    # A clip chained after Nexus changes the step; the next outer step starts from the clipped params.
+    # A clip chained after Nexus changes the step; the next outer step starts from the clipped
+    # params.
     clip = 1e-2
     tx = optax.chain(
       nexus.nexus(optax.sgd(1.0), 0.1, num_inner_steps=K), optax.clip_by_global_norm(clip)

@@ -81,7 +81,8 @@ class ExpectedUpdateTest(parameterized.TestCase):
           got = negated(update(params, gamma, order))
           residuals[order].append(float(optax.tree.norm(optax.tree.sub(got, want))))
       self.assertBetween(residual_slope(residuals[2]), 2.8, 3.2)
-      # Without the γ² term the residual is only O(γ²): the second-order term is what closes the gap.
+      # Without the γ² term the residual is only O(γ²): the second-order term is what closes the
+      # gap.
       self.assertBetween(residual_slope(residuals[1]), 1.8, 2.2)
 
   def test_first_order_is_gamma_k_over_s_times_sum_of_normalized_gradients(self):
@@ -149,8 +150,9 @@ class ExpectedUpdateTest(parameterized.TestCase):
 
 class StateTest(absltest.TestCase):
   def test_per_source_gradients_are_computed_once(self):
-    # jax.linearize gives the gradients, their normalized sum and the JVP from one evaluation: the loss
-    # is traced once (vmapped over the sources), where a separate jax.jvp would trace it a second time.
+    # jax.linearize gives the gradients, their normalized sum and the JVP from one evaluation: the
+    # loss is traced once (vmapped over the sources), where a separate jax.jvp would trace it a
+    # second time.
     traces = []
 
     def loss_fn(params, i):
@@ -271,7 +273,8 @@ class ShardingTest(parameterized.TestCase):
 
     params = jax.device_put(host_params, shardings)
     data = jax.device_put(host_data, NamedSharding(mesh, P(None, None, "model")))
-    # The trainer's recipe: params-shaped parts of the state follow the params, the rest is replicated.
+    # The trainer's recipe: params-shaped parts of the state follow the params, the rest is
+    # replicated.
     state_shardings = optax.tree_map_params(
       tx,
       lambda _, sharding: sharding,

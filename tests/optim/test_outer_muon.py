@@ -26,9 +26,9 @@ class NexusMuonTest(absltest.TestCase):
     self.assertEqual(int(state.count), 3)
 
   def test_matrix_update_is_orthogonalized(self):
-    # Muon's first update of a 2D leaf is (up to the Newton–Schulz approximation and the RMS scale) an
-    # orthogonal matrix: its singular values are nearly equal, unlike those of the pseudo-gradient,
-    # which an SGD outer with rate 1 returns as is (with a minus sign).
+    # Muon's first update of a 2D leaf is (up to the Newton–Schulz approximation and the RMS scale)
+    # an orthogonal matrix: its singular values are nearly equal, unlike those of the
+    # pseudo-gradient, which an SGD outer with rate 1 returns as is (with a minus sign).
     params = problems.make_params(jnp.float32)
     grad_fn = lambda p, i: jax.grad(problems.source_loss)(p, problems.source_of(0, i, 3))
 

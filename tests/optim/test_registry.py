@@ -102,7 +102,8 @@ class TableChoicesTest(absltest.TestCase):
       self.assertGreater(float(jnp.max(jnp.abs(two - one))), 1e-4)
 
   def test_first_order_gamma_schedules_and_inverse_gamma(self):
-    # Under a constant η the tied γ equals the constant γ; "inverse_gamma" feeds the plain sum (γ = 1).
+    # Under a constant η the tied γ equals the constant γ; "inverse_gamma" feeds the plain sum (γ =
+    # 1).
     constant = dict(schedule="constant", gamma_schedule="constant")
     fixed, _ = run("nexus_first_order", 3, **constant)
     tied, _ = run("nexus_first_order", 3, schedule="constant", gamma_schedule="tied")

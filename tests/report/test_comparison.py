@@ -157,7 +157,8 @@ class ReportTest(absltest.TestCase):
   def test_paired_differences_by_seed(self):
     groups = runs_lib.group_by_optimizer(self.runs)
     text = comparison.paired_section(groups, comparison.paired_keys(self.runs), None)
-    # OOD offsets 0.3/0.5 (nexus) vs 0.5/0.7 (adamw) and final losses 2.0 vs 2.6: −0.8 on both seeds.
+    # OOD offsets 0.3/0.5 (nexus) vs 0.5/0.7 (adamw) and final losses 2.0 vs 2.6: −0.8 on both
+    # seeds.
     self.assertIn(
       "| nexus | eval/ood_loss_macro | -0.8000 | [-0.8000, -0.8000] | 2 | 95% t |", text
     )

@@ -1,10 +1,10 @@
 """``launch.sweep`` and ``launch.evaluate`` end to end on one tiny real run: the sweep's summary, resuming
 without retraining, the checkpoint measurements of the protocol, and one-line errors.
 
-The run is trained once for the class (a one-point sweep of 2 steps of a one-layer model) and measured
-once; the tests read what those commands left. The subprocesses share a JAX compilation cache, so
-``launch.evaluate`` reuses the evaluation programs the trainer compiled instead of compiling them
-again (and its test split reuses those of its validation split).
+The run is trained once for the class (a one-point sweep of 2 steps of a one-layer model) and
+measured once; the tests read what those commands left. The subprocesses share a JAX compilation
+cache, so ``launch.evaluate`` reuses the evaluation programs the trainer compiled instead of
+compiling them again (and its test split reuses those of its validation split).
 """
 
 import json

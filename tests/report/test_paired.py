@@ -26,8 +26,9 @@ class IntervalTest(absltest.TestCase):
     self.assertBetween(coverage(5, 2000), 0.935, 0.965)
 
   def test_bootstrap_covers_at_many_seeds_but_not_at_five(self):
-    # Why t is the default: at 5 seeds the percentile bootstrap is too narrow (about 84%); at 40 seeds it is
-    # near its level (slightly under: normal tails; 1000 trials give a standard error of 0.007).
+    # Why t is the default: at 5 seeds the percentile bootstrap is too narrow (about 84%); at 40
+    # seeds it is near its level (slightly under: normal tails; 1000 trials give a standard error of
+    # 0.007).
     self.assertBetween(coverage(40, 1000, method="bootstrap", num_resamples=1000), 0.9, 0.965)
     self.assertLess(coverage(5, 1000, method="bootstrap", num_resamples=1000), 0.88)
 

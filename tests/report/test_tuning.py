@@ -63,8 +63,8 @@ class SweepTest(absltest.TestCase):
       evaluate,
     )
     extensions = [p["settings"] for p in result.points if p["extension"]]
-    # γ = 0.2 at the upper edge -> 0.4 (positive values: geometric), better -> 0.8, worse: bracketed. The
-    # learning rate stays at its best value, which the grid already brackets.
+    # γ = 0.2 at the upper edge -> 0.4 (positive values: geometric), better -> 0.8, worse:
+    # bracketed. The learning rate stays at its best value, which the grid already brackets.
     self.assertEqual(
       extensions,
       [

@@ -1,9 +1,9 @@
 """Trains the tiny model for real: in this process (``train_here``) or through the real entry point
-(``python -m launch.train``) in a subprocess, where the exit code, a signal or the terminal output is
-the point.
+(``python -m launch.train``) in a subprocess, where the exit code, a signal or the terminal output
+is the point.
 
-The tiny config shrunk further (2 layers, d_model 32, 16-token sequences) on the built-in corpus at its
-smallest size, cached once per test session.
+The tiny config shrunk further (2 layers, d_model 32, 16-token sequences) on the built-in corpus at
+its smallest size, cached once per test session.
 """
 
 import contextlib

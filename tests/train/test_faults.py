@@ -17,8 +17,8 @@
 | disk full while writing metrics             | 1    | error: [Errno 28] No space left on device while writing F; free space ... |
 | torn last line of metrics.jsonl             | -    | (dropped; warning naming the file)                            |
 
-Crash cases covered elsewhere: SIGKILL then resume, a corrupted latest checkpoint (test_training.py),
-damaged, half-written and unreadable checkpoints (test_checkpoint.py).
+Crash cases covered elsewhere: SIGKILL then resume, a corrupted latest checkpoint
+(test_training.py), damaged, half-written and unreadable checkpoints (test_checkpoint.py).
 
 Trainers run in this process where the message is the point, and as ``python -m launch.train``
 subprocesses where the exit code, a signal or the terminal output is.
@@ -54,8 +54,8 @@ from tests.train.test_training import train_records
 
 QUICK = {"eval.every": 0, "train.steps": 2}
 TRAINED = {"train.steps": 4, "checkpoint.every": 2}
-# A finite learning rate (the optimizer validation rejects inf) whose update norm overflows float32: every
-# step after the warm-up's first (learning rate 0) is non-finite and skipped.
+# A finite learning rate (the optimizer validation rejects inf) whose update norm overflows float32:
+# every step after the warm-up's first (learning rate 0) is non-finite and skipped.
 DIVERGING = {"opt.learning_rate": 1e30, "opt.name": "adamw", "train.steps": 3}
 
 
@@ -360,8 +360,8 @@ class OneLineErrorTest(absltest.TestCase):
         with self.assertRaises(checkpoint_lib.CheckpointWriteError) as error:
           train_here(workdir, {"train.steps": 6})
       message = f"error: {error.exception}"
-    # The checkpoint writer usually meets the full disk first; the metrics log, TensorBoard or the run's
-    # log file may instead (then the launcher's generic ENOSPC line, with the same fix).
+    # The checkpoint writer usually meets the full disk first; the metrics log, TensorBoard or the
+    # run's log file may instead (then the launcher's generic ENOSPC line, with the same fix).
     self.assertRegex(
       message,
       r"^error: \[Errno 28\] (disk full while saving checkpoint step \d+ in \S+checkpoints "

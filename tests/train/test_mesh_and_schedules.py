@@ -63,7 +63,8 @@ class ScheduleTest(parameterized.TestCase):
     np.testing.assert_allclose(schedule(100), 1e-4, rtol=1e-5)
 
   def test_wsd_cooldown_branches_share_the_stable_phase(self):
-    # Branches decaying from steps 40 and 60 of one stable run: equal before 40, each annealed at its end.
+    # Branches decaying from steps 40 and 60 of one stable run: equal before 40, each annealed at
+    # its end.
     long = schedules.learning_rate_schedule(self.opt("wsd", decay_start=60), 80)
     short = schedules.learning_rate_schedule(self.opt("wsd", decay_start=40), 60)
     for t in range(40):
