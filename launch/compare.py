@@ -7,6 +7,12 @@ Each workdir needs ``metrics.jsonl`` and ``config.json`` (written by ``launch.tr
 ``opt.name``; a group's runs are seeds. Writes ``<out>/report.md`` with tables at matched training loss
 and at the end of training, paired differences from the baseline optimizer by seed with 95% intervals,
 and the plots it shows (see ``nexus.report.comparison``).
+
+With ``--endpoints=runs/branches`` (the measured cooldown branches of ``launch.branches``:
+workdirs, or directories of them), the report opens with the primary view: the annealed end points
+compared at the same validation loss, paired differences at every level
+(``nexus.report.endpoints``); the sections on the positional runs' curves (curve matching) follow,
+labelled as the secondary view.
 """
 
 from absl import app
@@ -29,6 +35,15 @@ _NUM_LEVELS = flags.DEFINE_integer(
 _SMOOTH_WINDOW = flags.DEFINE_integer(
   "smooth_window", 1, "Trailing-mean window over logged training losses before the running minimum."
 )
+_ENDPOINTS = flags.DEFINE_list(
+  "endpoints",
+  None,
+  "Measured cooldown-branch workdirs, or directories of them (launch.branches --out): the primary "
+  "view, at the same validation loss between annealed end points.",
+)
+_ENDPOINT_LEVELS = flags.DEFINE_integer(
+  "endpoint_levels", 3, "Validation-loss levels of the end-point view (with --endpoints)."
+)
 _BASELINE = flags.DEFINE_string(
   "baseline",
   None,
@@ -45,6 +60,7 @@ def main(argv):
   if not _OUT.value:
     raise app.UsageError("--out is required, e.g. --out=reports/compare")
   from nexus.report import comparison  # pylint: disable=g-import-not-at-top
+  from nexus.report import endpoints  # pylint: disable=g-import-not-at-top
   from nexus.report import runs as runs_lib  # pylint: disable=g-import-not-at-top
 
   try:
@@ -55,6 +71,15 @@ def main(argv):
     ) from None
   try:
     runs = [runs_lib.load_run(workdir) for workdir in workdirs]
+    primary = None
+    if _ENDPOINTS.value:
+      primary = endpoints.format_section(
+        endpoints.compare_end_points(
+          endpoints.load_end_points(_ENDPOINTS.value),
+          num_levels=_ENDPOINT_LEVELS.value,
+          baseline=_BASELINE.value,
+        )
+      )
     report = comparison.write_report(
       runs,
       _OUT.value,
@@ -64,6 +89,8 @@ def main(argv):
       window=_SMOOTH_WINDOW.value,
       baseline=_BASELINE.value,
     )
+    if primary is not None:
+      endpoints.insert_primary_section(report.path, primary)
   except ValueError as error:  # missing workdirs or metrics, bad options: one line, no traceback
     raise SystemExit(f"error: {error}") from None
   print(f"report: {report.path}")

@@ -296,8 +296,8 @@ def format_section(comparison: EndPointComparison) -> str:
 
 PRIMARY_HEADING = "## Primary view: at the same validation loss, between annealed end points"
 SECONDARY_NOTE = (
-  "The sections below are the secondary view: the runs' training curves matched at the same "
-  "training loss (curve matching), without annealing."
+  "The sections below are the secondary view: the positional runs' training curves matched at the "
+  "same training loss (curve matching), where most of the states compared are not annealed."
 )
 
 
