@@ -1,6 +1,7 @@
 """Runs a set of training runs resumably, each followed by its checkpoint measurements.
 
-Shared by ``launch.reproduce`` (the AdamW vs Nexus study) and ``launch.sweep`` (choosing γ and K).
+Shared by ``launch.reproduce`` (the AdamW vs Nexus study), ``launch.sweep`` (choosing γ and K)
+and ``launch.branches`` (the cooldown branches of stable runs).
 Each run is a subprocess of ``launch.train`` then ``launch.evaluate`` in its own workdir; a run whose
 training reached its last step is not retrained, and one already measured is not re-measured, so an
 interrupted study resumes where it stopped.
