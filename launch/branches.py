@@ -28,7 +28,10 @@ from absl import flags
 from launch import study
 
 _STABLE = flags.DEFINE_list(
-  "stable", None, "Workdirs of the stable runs (one per method and seed).", required=True
+  "stable",
+  None,
+  "Workdirs of the stable runs (one per method and seed), or directories of them.",
+  required=True,
 )
 _BRANCH_STEPS = flags.DEFINE_list(
   "branch_steps", None, "Saved stable-phase steps to branch from, e.g. 200,400,600.", required=True
@@ -40,6 +43,7 @@ _OUT = flags.DEFINE_string("out", None, "Directory of the branch runs.", require
 _EVALUATE_FLAGS = flags.DEFINE_multi_string(
   "evaluate_flag", [], "A flag for launch.evaluate, e.g. --evaluate_flag=--downstream_problems=100."
 )
+_JOBS = flags.DEFINE_integer("jobs", 1, "Branches at once (one CPU thread each when above 1).")
 
 # The stable run's own config (``configs/from_run.py:<workdir>``), whatever file trained it.
 CONFIG_FROM_RUN = os.path.join(
@@ -87,11 +91,12 @@ def plan(
   stables: list[str], branch_steps: list[int], cooldown_fraction: float, out: str
 ) -> list[Branch]:
   """Every (stable run, branch step)'s branch, each checked before any work is started."""
+  from nexus.report import runs as runs_lib  # pylint: disable=g-import-not-at-top
   from nexus.train import checkpoint_eval  # pylint: disable=g-import-not-at-top
   from nexus.train import schema  # pylint: disable=g-import-not-at-top
 
   branches = []
-  for stable in map(os.path.normpath, stables):
+  for stable in map(os.path.normpath, runs_lib.expand_workdirs(stables)):
     config = schema.from_config_dict(checkpoint_eval.load_run_config(stable))
     for step in sorted(set(branch_steps)):
       _check_stable_phase(stable, config, step)
@@ -131,14 +136,17 @@ def main(argv):
     branches = plan(_STABLE.value, branch_steps, _COOLDOWN_FRACTION.value, _OUT.value)
   except ValueError as error:
     raise SystemExit(f"error: {error}") from None
-  for branch in branches:
-    study.run_and_measure(
+  runs = [
+    study.Run(
       branch.workdir,
       f"{CONFIG_FROM_RUN}:{branch.stable}",
       branch.overrides,
-      steps=branch.steps,
-      evaluate_flags=tuple(_EVALUATE_FLAGS.value),
+      branch.steps,
+      tuple(_EVALUATE_FLAGS.value),
     )
+    for branch in branches
+  ]
+  study.run_all(runs, jobs=_JOBS.value)
   print(f"[branches] {len(branches)} end points measured in {_OUT.value}")
   print(
     f"[branches] compare: python -m launch.compare {' '.join(_STABLE.value)} "

@@ -8,11 +8,13 @@ Each workdir needs ``metrics.jsonl`` and ``config.json`` (written by ``launch.tr
 and at the end of training, paired differences from the baseline optimizer by seed with 95% intervals,
 and the plots it shows (see ``nexus.report.comparison``).
 
+A workdir argument may be a directory of run workdirs (e.g. ``launch.reproduce --out``).
 With ``--endpoints=runs/branches`` (the measured cooldown branches of ``launch.branches``:
 workdirs, or directories of them), the report opens with the primary view: the annealed end points
 compared at the same validation loss, paired differences at every level
 (``nexus.report.endpoints``); the sections on the positional runs' curves (curve matching) follow,
-labelled as the secondary view.
+labelled as the secondary view. ``--sweep=<sweep.json>`` appends the tuning that chose the compared
+settings (grids, scores, chosen values, bracketing).
 """
 
 from absl import app
@@ -44,6 +46,11 @@ _ENDPOINTS = flags.DEFINE_list(
 _ENDPOINT_LEVELS = flags.DEFINE_integer(
   "endpoint_levels", 3, "Validation-loss levels of the end-point view (with --endpoints)."
 )
+_SWEEP = flags.DEFINE_string(
+  "sweep",
+  None,
+  "The launch.sweep summary (sweep.json) that chose the compared settings: its tables are appended.",
+)
 _BASELINE = flags.DEFINE_string(
   "baseline",
   None,
@@ -62,6 +69,7 @@ def main(argv):
   from nexus.report import comparison  # pylint: disable=g-import-not-at-top
   from nexus.report import endpoints  # pylint: disable=g-import-not-at-top
   from nexus.report import runs as runs_lib  # pylint: disable=g-import-not-at-top
+  from nexus.report import tuning  # pylint: disable=g-import-not-at-top
 
   try:
     targets = None if _TARGET_LOSSES.value is None else [float(x) for x in _TARGET_LOSSES.value]
@@ -70,7 +78,7 @@ def main(argv):
       f"error: --target_losses={','.join(_TARGET_LOSSES.value)} must be comma-separated numbers."
     ) from None
   try:
-    runs = [runs_lib.load_run(workdir) for workdir in workdirs]
+    runs = [runs_lib.load_run(workdir) for workdir in runs_lib.expand_workdirs(workdirs)]
     primary = None
     if _ENDPOINTS.value:
       primary = endpoints.format_section(
@@ -91,6 +99,8 @@ def main(argv):
     )
     if primary is not None:
       endpoints.insert_primary_section(report.path, primary)
+    if _SWEEP.value:
+      tuning.append_to_report(report.path, _SWEEP.value)
   except ValueError as error:  # missing workdirs or metrics, bad options: one line, no traceback
     raise SystemExit(f"error: {error}") from None
   print(f"report: {report.path}")

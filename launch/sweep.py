@@ -18,6 +18,9 @@ setting is at the edge of a numeric field the sweep adds one setting beyond it
 (``nexus.report.tuning``), and says so. The choice and every run go to ``<out>/sweep.json`` and
 ``<out>/sweep.md``.
 
+``--jobs=2`` trains the grids two runs at a time (each on one CPU thread, ``launch.study``); the
+bracketing extensions, which depend on the grids' scores, run one at a time.
+
 Resumable: each run has its own workdir under ``<out>/runs``; a run that reached its last step with
 the metric logged is not rerun, and an interrupted one resumes from its checkpoint, so rerunning the
 same command continues the sweep. A workdir made with other flags is an error (use a new --out).
@@ -25,7 +28,6 @@ same command continues the sweep. A workdir made with other flags is an error (u
 
 import json
 import os
-import subprocess
 import sys
 
 from absl import app
@@ -57,6 +59,9 @@ _MAX_EXTENSIONS = flags.DEFINE_integer(
 )
 _BOUNDS = flags.DEFINE_multi_string(
   "bound", [], "FIELD=LOW,HIGH: extensions stay within these bounds."
+)
+_JOBS = flags.DEFINE_integer(
+  "jobs", 1, "Runs at once while training the grids (one CPU thread each when above 1)."
 )
 SPEC_FLAGS = {
   "config": _CONFIG,
@@ -139,8 +144,11 @@ def run_flags(method: str, settings: dict, seed: int, overrides: dict) -> dict:
   return {**overrides, "opt.name": method, **settings, "seed": seed}
 
 
-def make_evaluate(out: str, config: str, overrides: dict, metric: str):
-  """``evaluate(method, settings, seed)``: trains the run unless finished, returns its final ``metric``."""
+def make_evaluate(out: str, config: str, overrides: dict, metric: str, *, shared_cpu: bool = False):
+  """``evaluate(method, settings, seed)``: trains the run unless finished, returns its final ``metric``.
+
+  With ``shared_cpu`` the run uses one XLA thread and logs to its workdir (``study.run_command``).
+  """
 
   def final_value(workdir: str, steps: int):
     values = [(r["step"], r[metric]) for r in metrics_lib.read_metrics(workdir) if metric in r]
@@ -177,9 +185,10 @@ def make_evaluate(out: str, config: str, overrides: dict, metric: str):
         f"--workdir={workdir}",
         *[f"--config.{field}={value}" for field, value in run.items()],
       ]
-      if subprocess.run(command, check=False).returncode != 0:
+      if study.run_command(command, workdir, shared_cpu=shared_cpu):
+        where = os.path.join(workdir, study.LOG_NAME) if shared_cpu else "above"
         raise ValueError(
-          f"training {workdir} failed (its output is above); fix the setting or the grid."
+          f"training {workdir} failed (its output: {where}); fix the setting or the grid."
         )
       value = final_value(workdir, steps)
       if value is None:
@@ -199,7 +208,16 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   try:
     (config, overrides), spec = load_spec()
-    results = tuning.run_sweep(spec, make_evaluate(_OUT.value, config, overrides, spec.metric))
+    evaluate = make_evaluate(_OUT.value, config, overrides, spec.metric, shared_cpu=_JOBS.value > 1)
+    if _JOBS.value > 1:  # the grids first, in parallel; the selection then finds them trained
+      grid = [
+        (method, settings, seed)
+        for method, fields in spec.methods.items()
+        for settings in tuning.grid_points(fields)
+        for seed in spec.seeds
+      ]
+      study.parallel_map(lambda point: evaluate(*point), grid, _JOBS.value)
+    results = tuning.run_sweep(spec, evaluate)
   except ValueError as error:
     raise SystemExit(f"error: {error}") from None
   summary = tuning.summary_json(spec, results)

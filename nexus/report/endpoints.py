@@ -61,8 +61,9 @@ class EndPoint:
   workdir: str
   method: str
   seed: int
-  stable: str | None
-  """The stable run the branch started from (``train.init_from``; None: not a branch)."""
+  stable: str
+  """The stable run's real path: the run the branch started from (``train.init_from``), or the run
+  itself when the end point is a stable run's own annealed end."""
   branch_step: int | None
   """The stable run's step the branch started from (None: not a branch, e.g. the stable run)."""
   step: int
@@ -129,7 +130,7 @@ def end_point(run: runs_lib.RunRecord) -> EndPoint:
     workdir=run.workdir,
     method=run.optimizer,
     seed=run.seed,
-    stable=train.get("init_from"),
+    stable=os.path.realpath(train.get("init_from") or run.workdir),
     branch_step=train.get("init_step"),
     step=record["step"],
     validation_loss=float(record[MATCH_KEY]),
@@ -138,22 +139,8 @@ def end_point(run: runs_lib.RunRecord) -> EndPoint:
 
 
 def load_end_points(paths: Sequence[str]) -> list[EndPoint]:
-  """End points of run workdirs; a path without ``config.json`` stands for its subdirectories that
-  have one (e.g. ``launch.branches``'s ``--out``)."""
-  workdirs = []
-  for path in paths:
-    if os.path.isfile(os.path.join(path, "config.json")) or not os.path.isdir(path):
-      workdirs.append(path)
-      continue
-    found = sorted(
-      os.path.join(path, name)
-      for name in os.listdir(path)
-      if os.path.isfile(os.path.join(path, name, "config.json"))
-    )
-    if not found:
-      raise ValueError(f"{path!r} is neither a run workdir nor a directory of run workdirs.")
-    workdirs += found
-  return [end_point(runs_lib.load_run(workdir)) for workdir in workdirs]
+  """End points of run workdirs, or of directories of them (``runs.expand_workdirs``)."""
+  return [end_point(runs_lib.load_run(workdir)) for workdir in runs_lib.expand_workdirs(paths)]
 
 
 def _group(points: Sequence[EndPoint]) -> dict[RunKey, list[EndPoint]]:

@@ -111,3 +111,22 @@ def group_by_optimizer(runs: Sequence[RunRecord]) -> dict[str, list[RunRecord]]:
       )
     members.sort(key=lambda run: run.seed)
   return groups
+
+
+def expand_workdirs(paths: Sequence[str]) -> list[str]:
+  """Run workdirs: each path that has ``config.json``, and for a directory without one its
+  subdirectories that have it (e.g. ``launch.branches --out`` or ``launch.reproduce --out``)."""
+  workdirs = []
+  for path in paths:
+    if os.path.isfile(os.path.join(path, "config.json")) or not os.path.isdir(path):
+      workdirs.append(path)
+      continue
+    found = sorted(
+      os.path.join(path, name)
+      for name in os.listdir(path)
+      if os.path.isfile(os.path.join(path, name, "config.json"))
+    )
+    if not found:
+      raise ValueError(f"{path!r} is neither a run workdir nor a directory of run workdirs.")
+    workdirs += found
+  return workdirs

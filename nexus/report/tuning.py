@@ -23,6 +23,7 @@ import dataclasses
 import itertools
 import json
 import math
+import os
 from typing import Any
 
 Settings = dict[str, Any]
@@ -335,3 +336,19 @@ def summary_markdown(spec: SweepSpec, results: Mapping[str, MethodResult]) -> st
       )
     lines += [""] + [f"- {note}" for note in result.notes]
   return "\n".join(lines) + "\n"
+
+
+def append_to_report(report_path: str, summary_path: str) -> None:
+  """Appends the markdown of the sweep summary ``summary_path`` (``sweep.json``, with ``sweep.md``
+  beside it) to a report as its "Tuning" section, headings one level down."""
+  markdown_path = os.path.join(os.path.dirname(summary_path), "sweep.md")
+  if not os.path.isfile(markdown_path):
+    raise ValueError(
+      f"{markdown_path} is missing; pass --sweep=<launch.sweep --out>/sweep.json of a finished sweep."
+    )
+  with open(markdown_path, encoding="utf-8") as f:
+    title, _, body = f.read().partition("\n")
+  body = "\n".join(f"#{line}" if line.startswith("#") else line for line in body.splitlines())
+  heading = "## Tuning (launch.sweep, equal budgets): " + title.lstrip("# ")
+  with open(report_path, "a", encoding="utf-8") as f:
+    f.write(f"\n{heading}\n{body}\n")

@@ -149,12 +149,12 @@ class CompareTest(absltest.TestCase):
 
 
 class FromDiskTest(absltest.TestCase):
-  def run_dir(self, records: list[dict], *, steps=20, init_step=10) -> str:
+  def run_dir(self, records: list[dict], *, steps=20, init_step=10, init_from="stable") -> str:
     workdir = tempfile.mkdtemp()
     config = {
       "opt": {"name": "adamw"},
       "seed": 0,
-      "train": {"steps": steps, "init_from": "stable", "init_step": init_step},
+      "train": {"steps": steps, "init_from": init_from, "init_step": init_step},
     }
     with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
       json.dump(config, f)
@@ -181,7 +181,7 @@ class FromDiskTest(absltest.TestCase):
     got = endpoints.load_end_points([os.path.dirname(workdir) + "/" + os.path.basename(workdir)])
     self.assertEqual(
       (got[0].method, got[0].seed, got[0].stable, got[0].branch_step, got[0].step),
-      ("adamw", 0, "stable", 10, 20),
+      ("adamw", 0, os.path.realpath("stable"), 10, 20),
     )
     self.assertEqual(got[0].validation_loss, 2.5)
     self.assertEqual(
@@ -203,6 +203,30 @@ class FromDiskTest(absltest.TestCase):
       os.rename(self.run_dir([record]), os.path.join(parent, name))
     got = endpoints.load_end_points([parent])
     self.assertEqual([p.workdir for p in got], [os.path.join(parent, n) for n in ("a", "b")])
+
+  def test_a_stable_runs_own_annealed_end_groups_with_its_branches(self):
+    stable = self.run_dir(
+      [{"step": 20, "eval/loss_macro": 2.0, "closeness/mean_sq_dist": 4.0}],
+      init_from=None,
+      init_step=None,
+    )
+    branch = self.run_dir(
+      [{"step": 12, "eval/loss_macro": 2.5, "closeness/mean_sq_dist": 4.0}],
+      steps=12,
+      init_step=10,
+      init_from=stable + "/",
+    )
+    got = endpoints.load_end_points([stable, branch])
+    self.assertEqual([p.stable for p in got], [os.path.realpath(stable)] * 2)
+    self.assertEqual([p.branch_step for p in got], [None, 10])
+    self.assertIn(
+      "stable → 20 (2.0000)",
+      endpoints.format_section(
+        endpoints.compare_end_points(
+          got + [dataclasses.replace(p, seed=1, workdir=p.workdir + "1") for p in got], num_levels=2
+        )
+      ),
+    )
 
   def test_unmeasured_or_unfinished_runs_are_refused(self):
     for records, message in (
