@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: train test test-fast lint bench
+.PHONY: train test test-fast lint bench study
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml
 ## Main job: a real training run of the tiny config on the built-in multi-source corpus.
 train: $(STAMP)
 	@$(PY) -m launch.train --config=configs/tiny.py --workdir=runs/tiny
+
+## Issue 10's study at the CPU scale, in resumable stages (launch/study_tiny.sh; docs/study.md).
+study: $(STAMP)
+	PYTHON=$(PY) bash launch/study_tiny.sh $(STAGE)
 
 ## The whole test suite (unit, integration, 8-fake-device sharding tests), after the lint checks.
 test: lint

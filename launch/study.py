@@ -23,6 +23,7 @@ import subprocess
 import sys
 from typing import TypeVar
 
+from nexus.data import config as data_config
 from nexus.train import metrics as metrics_lib
 
 # XLA flags of a run that shares the CPU with other runs: one thread for its matmuls and its ops.
@@ -50,15 +51,25 @@ def _measured(workdir: str) -> bool:
   return any("closeness/mean_sq_dist" in r for r in metrics_lib.read_metrics(workdir))
 
 
-def run_command(command: Sequence[str], workdir: str, *, shared_cpu: bool) -> int:
-  """Runs ``command``; with ``shared_cpu``, on one XLA thread with its output in the workdir's log.
+def compilation_cache_dir() -> str:
+  """``$JAX_COMPILATION_CACHE_DIR``, by default ``$NEXUS_CACHE_DIR/jax`` (``~/.cache/nexus/jax``).
 
-  Returns the exit code.
+  A study's runs share their shapes, so every run after the first loads its evaluation (and most
+  training) programs from this cache instead of compiling them again.
   """
+  if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+    return os.environ["JAX_COMPILATION_CACHE_DIR"]
+  return os.path.join(os.path.dirname(data_config.default_corpus_dir()), "jax")
+
+
+def run_command(command: Sequence[str], workdir: str, *, shared_cpu: bool) -> int:
+  """Runs ``command`` with the study's compilation cache; with ``shared_cpu``, on one XLA thread
+  with its output in the workdir's log. Returns the exit code."""
+  env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": compilation_cache_dir()}
   if not shared_cpu:
-    return subprocess.run(command, check=False).returncode
+    return subprocess.run(command, env=env, check=False).returncode
   os.makedirs(workdir, exist_ok=True)
-  env = {**os.environ, "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {SINGLE_THREAD_XLA_FLAGS}"}
+  env["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {SINGLE_THREAD_XLA_FLAGS}"
   with open(os.path.join(workdir, LOG_NAME), "a", encoding="utf-8") as log:
     return subprocess.run(
       command, stdout=log, stderr=subprocess.STDOUT, env=env, check=False
