@@ -250,6 +250,10 @@ def _means_table(at_level: Mapping[RunKey, Mapping[str, float]], metrics: Sequen
   return "\n".join(lines)
 
 
+MIN_SEEDS = 5
+"""Seeds the protocol asks for (issue 10): fewer still compare, labelled as a pilot."""
+
+
 def format_section(comparison: EndPointComparison) -> str:
   """Markdown: the end points, then per level the mean over seeds and the paired differences."""
   lines = [
@@ -263,6 +267,12 @@ def format_section(comparison: EndPointComparison) -> str:
     )
     lines.append(f"| {method} | {seed} | {cells} |")
   levels = ", ".join(f"{level:.4f}" for level in comparison.levels)
+  seeds = len({seed for _, seed in comparison.end_points})
+  if seeds < MIN_SEEDS:
+    lines.append(
+      f"\n**{seeds} seeds: fewer than the protocol's {MIN_SEEDS}**; the intervals are wide and "
+      "the comparison is a pilot, not a result."
+    )
   parts = [
     "Each method's cooldown branches end annealed at several validation losses "
     f"(`{MATCH_KEY}` at θ). Levels are evenly spaced over the range that every (method, seed)'s "

@@ -177,16 +177,25 @@ def paired_table(
   return table
 
 
+def reading(interval: Interval) -> str:
+  """What an interval of a difference supports: a sign when it excludes 0, else no detected effect."""
+  if interval.high < 0:
+    return "lower"
+  if interval.low > 0:
+    return "higher"
+  return "no detected difference"
+
+
 def format_table(table: Mapping[str, Mapping[str, Interval]], *, baseline: str) -> str:
-  """A markdown table of ``paired_table``'s output: one row per (method, metric)."""
+  """A markdown table of ``paired_table``'s output: one row per (method, metric), with its reading."""
   lines = [
-    f"| method − {baseline} | metric | mean difference | interval | seeds | kind |",
-    "|---|---|---|---|---|---|",
+    f"| method − {baseline} | metric | mean difference | interval | seeds | kind | reading |",
+    "|---|---|---|---|---|---|---|",
   ]
   for method, rows in table.items():
     for metric, iv in rows.items():
       lines.append(
         f"| {method} | {metric} | {iv.mean:+.4f} | [{iv.low:+.4f}, {iv.high:+.4f}] | {iv.num_pairs} | "
-        f"{100 * iv.confidence:g}% {iv.method} |"
+        f"{100 * iv.confidence:g}% {iv.method} | {reading(iv)} |"
       )
   return "\n".join(lines) + "\n"

@@ -114,7 +114,15 @@ class TableTest(absltest.TestCase):
     self.assertGreater(rows["ood/math"].low, 0.0)
     text = paired.format_table(table, baseline="adamw")
     self.assertIn("| nexus | ood/math | +0.2067 |", text)
-    self.assertIn("95% t", text)
+    self.assertIn("95% t | higher |", text)
+    self.assertIn("| nexus | ood/docs | -0.1067 |", text)
+    self.assertEqual(
+      [paired.reading(rows[m]) for m in ("ood/docs", "ood/math")], ["lower", "higher"]
+    )
+    straddling = paired.Interval(
+      mean=0.1, low=-0.2, high=0.4, num_pairs=5, confidence=0.95, method="t"
+    )
+    self.assertEqual(paired.reading(straddling), "no detected difference")
 
   def test_missing_metric_or_baseline_is_an_error(self):
     broken = dict(self.MEASUREMENTS)
