@@ -20,6 +20,7 @@ import dataclasses
 import json
 import os
 
+import jax
 import ml_collections
 import numpy as np
 import optax
@@ -140,56 +141,59 @@ def evaluate_checkpoint(
     raise ValueError(f"split={split!r} must be 'validation' or 'test' (the reported numbers).")
   config = schema.from_config_dict(load_run_config(workdir))
   # Evaluation needs the model and its shardings, not the optimizer: the identity stands in for it.
-  run = setup_lib.setup_run(config, optax.identity(), make_mesh(config.mesh))
+  mesh = make_mesh(config.mesh)
+  run = setup_lib.setup_run(config, optax.identity(), mesh)
   step = checkpoint_lib.saved_steps(workdir)[-1]
   params = checkpoint_lib.load_params(workdir, step, shardings=run.state_shardings.params)
   train_sources = list(data_lib.train_source_names(config.data))
-  evaluator = evaluation.Evaluator(config, run, train_sources)
-  metrics = dict(evaluator.evaluate(params))
-  if split != "validation":
-    reported = evaluator.evaluate(params, split=split)
-    metrics.update({f"{split}/{key.split('/', 1)[1]}": value for key, value in reported.items()})
+  # Traced under the run's mesh, the model's activation constraints apply, as in training.
+  with jax.set_mesh(mesh):
+    evaluator = evaluation.Evaluator(config, run, train_sources)
+    metrics = dict(evaluator.evaluate(params))
+    if split != "validation":
+      reported = evaluator.evaluate(params, split=split)
+      metrics.update({f"{split}/{key.split('/', 1)[1]}": value for key, value in reported.items()})
 
-  closeness = eval_lib.make_sgd_closeness(
-    lambda p, batch: run.microbatch_loss(p, batch["tokens"]),
-    learning_rate=closeness_learning_rate,
-    relative_drop=closeness_relative_drop,
-    max_steps=closeness_max_steps,
-  )
-  sample = training_sample(
-    config, run, num_batches=closeness_batches, batch_size=config.eval.batch_size
-  )
-  metrics.update(closeness(params, sample))
-
-  tokenizer = data_lib.make_tokenizer(config.data.tokenizer)
-  families = data_lib.TRAIN_MATH_FAMILIES + data_lib.HELD_OUT_MATH_FAMILIES
-  data_seed = int(config.data.seed)
-  teacher_forced = eval_lib.make_teacher_forced(
-    lambda p, tokens: run.model(p)(tokens),
-    tokenizer.encode,
-    bos_id=data_lib.BOS_ID,
-    max_len=min(config.train.seq_len, config.model.max_seq_len),
-  )  # the context the model was trained on
-  metrics.update(
-    teacher_forced(
-      params,
-      [
-        eval_lib.math_forced_task(f, num=downstream_problems, seed=data_seed, split=split)
-        for f in families
-      ],
+    closeness = eval_lib.make_sgd_closeness(
+      lambda p, batch: run.microbatch_loss(p, batch["tokens"]),
+      learning_rate=closeness_learning_rate,
+      relative_drop=closeness_relative_drop,
+      max_steps=closeness_max_steps,
     )
-  )
-  tasks = [
-    eval_lib.math_task(f, num=exact_match_problems, seed=data_seed, split=split) for f in families
-  ]
-  batch_size = min(exact_match_problems, 128)
-  generate = _generate_fn(
-    run, params, tokenizer, config.model.max_seq_len, max_new_tokens, rows=batch_size
-  )
-  metrics.update(eval_lib.evaluate_tasks(generate, tasks, batch_size=batch_size))
-  for metric in ("accuracy", "accuracy_chance", *eval_lib.teacher_forced.METRICS):
-    held_out = [metrics[f"downstream/{f}/{metric}"] for f in data_lib.HELD_OUT_MATH_FAMILIES]
-    metrics[f"downstream/held_out_mean/{metric}"] = float(np.mean(held_out))
+    sample = training_sample(
+      config, run, num_batches=closeness_batches, batch_size=config.eval.batch_size
+    )
+    metrics.update(closeness(params, sample))
+
+    tokenizer = data_lib.make_tokenizer(config.data.tokenizer)
+    families = data_lib.TRAIN_MATH_FAMILIES + data_lib.HELD_OUT_MATH_FAMILIES
+    data_seed = int(config.data.seed)
+    teacher_forced = eval_lib.make_teacher_forced(
+      lambda p, tokens: run.model(p)(tokens),
+      tokenizer.encode,
+      bos_id=data_lib.BOS_ID,
+      max_len=min(config.train.seq_len, config.model.max_seq_len),
+    )  # the context the model was trained on
+    metrics.update(
+      teacher_forced(
+        params,
+        [
+          eval_lib.math_forced_task(f, num=downstream_problems, seed=data_seed, split=split)
+          for f in families
+        ],
+      )
+    )
+    tasks = [
+      eval_lib.math_task(f, num=exact_match_problems, seed=data_seed, split=split) for f in families
+    ]
+    batch_size = min(exact_match_problems, 128)
+    generate = _generate_fn(
+      run, params, tokenizer, config.model.max_seq_len, max_new_tokens, rows=batch_size
+    )
+    metrics.update(eval_lib.evaluate_tasks(generate, tasks, batch_size=batch_size))
+    for metric in ("accuracy", "accuracy_chance", *eval_lib.teacher_forced.METRICS):
+      held_out = [metrics[f"downstream/{f}/{metric}"] for f in data_lib.HELD_OUT_MATH_FAMILIES]
+      metrics[f"downstream/held_out_mean/{metric}"] = float(np.mean(held_out))
   if write:
     writer = metrics_lib.MetricWriter(workdir, tensorboard=False)
     writer.write(step, metrics)

@@ -271,7 +271,8 @@ def _run_steps(config, workdir, mesh, tx, schedule, checkpointer, config_changes
     with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
       json.dump(schema.to_dict(config), f, indent=2)
 
-  with metrics_lib.MetricWriter(workdir) as writer:
+  # Traced under the run's mesh, the model's activation constraints (``sharding.constrain``) apply.
+  with metrics_lib.MetricWriter(workdir) as writer, jax.set_mesh(mesh):
     train_step = jax.jit(
       step_lib.make_train_step(run.microbatch_loss, tx),
       in_shardings=(run.state_shardings, run.batch_sharding),
