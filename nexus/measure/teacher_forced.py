@@ -11,7 +11,8 @@ everything before it:
   given the true prefix (what greedy decoding would emit at that position), averaged over problems;
 - ``answer_nll``: −log p(final answer | prompt, reference solution), summed over the answer's tokens
   and averaged over problems; ``answer_token_accuracy`` the same token accuracy on the answer's
-  tokens.
+  tokens; ``answer_token_chance`` is that accuracy's chance level (``answer_token_chance``): what a
+  model that knows the family's answers but not the question scores.
 
 No generation: the prompt, the completion without the answer, and the answer are encoded separately
 (the generation boundary is the prompt's end, as in ``launch.evaluate``'s greedy decoding) and
@@ -27,6 +28,7 @@ accuracy (Schaeffer et al., *Are Emergent Abilities of Large Language Models a M
 2023).
 """
 
+import collections
 from collections.abc import Callable
 from collections.abc import Sequence
 import dataclasses
@@ -89,6 +91,24 @@ def math_forced_task(family: str, *, num: int, seed: int, split: str) -> ForcedT
   )
 
 
+def answer_token_chance(answers: Sequence[Sequence[int]]) -> float:
+  """The answer-token accuracy, under teacher forcing, of the best predictor blind to the question.
+
+  Given the answer's true prefix, it predicts the token that most often follows that prefix among
+  ``answers`` (the family's answers, as token ids): the chance level of ``answer_token_accuracy``
+  (averaged over problems the same way). E.g. answers 12, 13, 25 in bytes score 2/3: "1" first
+  (2 of 3), then "2" after "1" (1 of 2) and "5" after "2".
+  """
+  following: dict[tuple, collections.Counter] = collections.defaultdict(collections.Counter)
+  for ids in answers:
+    for j, token in enumerate(ids):
+      following[tuple(ids[:j])][token] += 1
+  guess = {prefix: counts.most_common(1)[0][0] for prefix, counts in following.items()}
+  return float(
+    np.mean([np.mean([guess[tuple(ids[:j])] == t for j, t in enumerate(ids)]) for ids in answers])
+  )
+
+
 def _encode(
   encode: Encode, bos_id: int, max_len: int, prompt: str, completion: str, answer: str
 ) -> tuple[list[int], int, int, bool]:
@@ -128,7 +148,8 @@ def _chunk_scores(logits_fn: LogitsFn):
 def make_teacher_forced(
   logits_fn: LogitsFn, encode: Encode, *, bos_id: int, max_len: int, chunk_size: int = 64
 ) -> Callable[[Any, Sequence[ForcedTask]], dict[str, float]]:
-  """Builds ``score(params, tasks) -> {"downstream/<task>/<metric>": float}`` (metrics in ``METRICS``).
+  """Builds ``score(params, tasks) -> {"downstream/<task>/<metric>": float}`` (metrics in ``METRICS``,
+  and ``answer_token_chance``).
 
   Args:
     logits_fn: ``logits_fn(params, tokens int32[B, L]) -> float[B, L, V]``, next-token scores.
@@ -183,6 +204,10 @@ def make_teacher_forced(
       }
       metrics.update(
         {f"downstream/{name}/{key}": float(np.mean(per_problem[key])) for key in METRICS}
+      )
+      task = next(task for task in tasks if task.name == name)
+      metrics[f"downstream/{name}/answer_token_chance"] = answer_token_chance(
+        [list(encode(answer)) for answer in task.answers]
       )
     return metrics
 

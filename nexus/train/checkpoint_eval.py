@@ -191,7 +191,12 @@ def evaluate_checkpoint(
       run, params, tokenizer, config.model.max_seq_len, max_new_tokens, rows=batch_size
     )
     metrics.update(eval_lib.evaluate_tasks(generate, tasks, batch_size=batch_size))
-    for metric in ("accuracy", "accuracy_chance", *eval_lib.teacher_forced.METRICS):
+    for metric in (
+      "accuracy",
+      "accuracy_chance",
+      "answer_token_chance",
+      *eval_lib.teacher_forced.METRICS,
+    ):
       held_out = [metrics[f"downstream/{f}/{metric}"] for f in data_lib.HELD_OUT_MATH_FAMILIES]
       metrics[f"downstream/held_out_mean/{metric}"] = float(np.mean(held_out))
   if write:

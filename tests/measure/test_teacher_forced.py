@@ -59,6 +59,7 @@ class TeacherForcedTest(absltest.TestCase):
         bigram_logits, TOKENIZER.encode, bos_id=tokenizers.BOS_ID, max_len=64, chunk_size=chunk_size
       )
       got = score(jnp.asarray(table), [TASK])
+      self.assertAlmostEqual(got.pop("downstream/toy/answer_token_chance"), 1 / 3)  # 3 answers
       self.assertEqual(set(got), set(expected))
       for key, value in expected.items():
         np.testing.assert_allclose(got[key], value, rtol=1e-5, err_msg=key)
@@ -87,6 +88,15 @@ class TeacherForcedTest(absltest.TestCase):
     self.assertNotAlmostEqual(
       short["downstream/toy/completion_nll"], full["downstream/toy/completion_nll"]
     )
+
+  def test_answer_token_chance_is_the_question_blind_predictors_accuracy(self):
+    chance = teacher_forced.answer_token_chance
+    self.assertAlmostEqual(chance([b"12", b"13", b"25"]), 2 / 3)  # the docstring's example
+    self.assertEqual(chance([b"7", b"7", b"7"]), 1.0)
+    self.assertAlmostEqual(chance([[t] for t in range(8)]), 1 / 8)
+    # "4" first (3 of 4), then after "4" the first of three equally common digits: per problem
+    # 40 → 2/2, 41 → 1/2, 42 → 1/2, 5 → 0/1, averaged over problems as answer_token_accuracy is.
+    self.assertAlmostEqual(chance([b"40", b"41", b"42", b"5"]), 0.5)
 
   def test_uniform_model_has_log_vocab_nll_and_no_hits(self):
     uniform = lambda params, tokens: jnp.zeros(tokens.shape + (VOCAB,))
