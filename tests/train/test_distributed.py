@@ -1,6 +1,7 @@
 """The same training run on 1 device and on the session's 8 fake devices (data, fsdp and tensor
-sharding) gives the same losses, with the model's activation constraints traced on the run's mesh. Two processes of 4 devices each over 127.0.0.1 (preempted, then
-resumed) against one process of 8 devices: tests/train/test_faults.py's MultiHostPreemptionTest."""
+sharding) gives the same losses, with the model's activation constraints traced on the run's mesh.
+Two processes of 4 devices each over 127.0.0.1 (preempted, then resumed) against one process of 8
+devices: tests/train/test_faults.py's MultiHostPreemptionTest."""
 
 import shutil
 import tempfile
