@@ -95,10 +95,15 @@ def plan(
   from nexus.train import checkpoint_eval  # pylint: disable=g-import-not-at-top
   from nexus.train import schema  # pylint: disable=g-import-not-at-top
 
+  configs = {
+    stable: schema.from_config_dict(checkpoint_eval.load_run_config(stable))
+    for stable in map(os.path.normpath, runs_lib.expand_workdirs(stables))
+  }
   branches = []
-  for stable in map(os.path.normpath, runs_lib.expand_workdirs(stables)):
-    config = schema.from_config_dict(checkpoint_eval.load_run_config(stable))
-    for step in sorted(set(branch_steps)):
+  # Earliest branch step first, for every stable run: an interrupted stage has given every
+  # (method, seed) its first end points before any gets its last.
+  for step in sorted(set(branch_steps)):
+    for stable, config in configs.items():
       _check_stable_phase(stable, config, step)
       steps = end_step(step, cooldown_fraction)
       name = f"{os.path.basename(stable)}-from{step}"
