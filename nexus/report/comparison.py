@@ -322,7 +322,7 @@ def write_report(
     f"{len(runs)} run(s); cells are mean ± sample std over a group's seeds, `–` where not logged or not reached.",
     "## Runs",
     _runs_table(groups, loss_key),
-    "## At matched training loss",
+    f"## At matched {'training' if loss_key.startswith('train/') else 'evaluation'} loss",
     (
       f"Each row is a level of `{loss_key}` (trailing mean over {window} logged value(s), then running "
       "minimum). `step` is when the run first reaches it; every metric is interpolated linearly in that loss "
