@@ -42,6 +42,12 @@ _PAIRED_PREFIXES = (
   "closeness/mean_sq_dist",
   "closeness/spread",
 )
+# Each accuracy's chance level, as ``launch.evaluate`` logs it (``nexus.measure``): exact match of a
+# generated answer, and the teacher-forced answer-token accuracy of a question-blind predictor.
+_CHANCE_SUFFIXES = {
+  "/accuracy_chance": "/accuracy",
+  "/answer_token_chance": "/answer_token_accuracy",
+}
 _PAIRED_DOWNSTREAM_SUFFIXES = (
   "/accuracy",
   "/answer_nll",
@@ -224,6 +230,27 @@ def _runs_table(groups: plots.Groups, loss_key: str) -> str:
   return "\n".join(lines)
 
 
+def chance_section(runs: Sequence[runs_lib.RunRecord]) -> str | None:
+  """A table of every logged accuracy's chance level (the last value each run logged; a property of
+  the task, so one number unless runs measured different problems, then their range); None if no run
+  logged one."""
+  values: dict[str, list[float]] = {}
+  for run in runs:
+    for key in run.keys():
+      suffix = next((s for s in _CHANCE_SUFFIXES if key.endswith(s)), None)
+      if suffix is not None and (value := run.last(key)) is not None:
+        values.setdefault(key[: -len(suffix)] + _CHANCE_SUFFIXES[suffix], []).append(float(value))
+  if not values:
+    return None
+  rows = [
+    f"| {key} | {_number(min(v))} |"
+    if min(v) == max(v)
+    else f"| {key} | {_number(min(v))} to {_number(max(v))} |"
+    for key, v in sorted(values.items())
+  ]
+  return "\n".join(["| accuracy | chance level |", "|---|---|", *rows])
+
+
 def _check_options(runs, loss_key, target_losses, num_levels, window) -> None:
   if not runs:
     raise ValueError("no runs to compare; pass at least one workdir.")
@@ -322,6 +349,17 @@ def write_report(
     f"{len(runs)} run(s); cells are mean ± sample std over a group's seeds, `–` where not logged or not reached.",
     "## Runs",
     _runs_table(groups, loss_key),
+    *(
+      [
+        "## Chance levels",
+        "What a question-blind model scores: for exact match (`accuracy`), always giving the most common "
+        "reference answer; for `answer_token_accuracy`, predicting each answer token from the answer's "
+        "prefix alone. `completion_token_accuracy` has no chance level measured.",
+        chance,
+      ]
+      if (chance := chance_section(runs)) is not None
+      else []
+    ),
     f"## At matched {'training' if loss_key.startswith('train/') else 'evaluation'} loss",
     (
       f"Each row is a level of `{loss_key}` (trailing mean over {window} logged value(s), then running "

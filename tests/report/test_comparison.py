@@ -174,6 +174,31 @@ class ReportTest(absltest.TestCase):
       comparison.paired_section(unpaired, comparison.paired_keys(self.runs[:3]), None),
     )
 
+  def test_chance_levels_are_tabled_per_accuracy(self):
+    def run(name, records):
+      return runs_lib.RunRecord(name, name, "adamw", 0, tuple(records))
+
+    first = run(
+      "a",
+      [
+        {"step": 5, "downstream/add/accuracy_chance": 0.5},
+        {
+          "step": 9,
+          "downstream/add/accuracy_chance": 0.25,
+          "downstream/add/answer_token_chance": 0.3,
+        },
+      ],
+    )
+    second = run("b", [{"step": 9, "downstream/add/answer_token_chance": 0.4}])
+    self.assertEqual(
+      comparison.chance_section([first, second]).splitlines()[2:],
+      [
+        "| downstream/add/accuracy | 0.25 |",
+        "| downstream/add/answer_token_accuracy | 0.3 to 0.4 |",
+      ],
+    )
+    self.assertIsNone(comparison.chance_section([run("c", [{"step": 1, "train/loss": 2.0}])]))
+
   def test_format_cell(self):
     self.assertEqual(comparison.format_cell(matched.Aggregate(1.5, float("nan"), 1), 1), "1.5")
     self.assertEqual(
