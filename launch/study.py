@@ -9,7 +9,9 @@ interrupted study resumes where it stopped.
 ``jobs > 1`` runs that many subprocesses at once, each with XLA on one CPU thread and its output in
 ``<workdir>/study.log``: on the 2-core development machine two single-threaded tiny-config runs train
 1.3x the tokens/s of one run using both cores (9.2k vs 7.0k tokens/s, docs/study.md), with the same
-numbers (XLA's CPU results do not depend on its thread count here; see ``tests/launch``).
+numbers (XLA's CPU results do not depend on its thread count here; see ``tests/launch``). Runs that
+compute on an accelerator (``JAX_PLATFORMS`` naming another platform first, as ``launch/study_gpu.sh``
+sets it) keep XLA's CPU threads: there the processes share the accelerator, not the cores.
 """
 
 from collections.abc import Callable
@@ -62,14 +64,20 @@ def compilation_cache_dir() -> str:
   return os.path.join(os.path.dirname(data_config.default_corpus_dir()), "jax")
 
 
+def computes_on_cpu() -> bool:
+  """Whether the runs' JAX computes on the CPU: ``JAX_PLATFORMS`` unset, or naming ``cpu`` first."""
+  return os.environ.get("JAX_PLATFORMS", "").split(",")[0].strip() in ("", "cpu")
+
+
 def run_command(command: Sequence[str], workdir: str, *, shared_cpu: bool) -> int:
-  """Runs ``command`` with the study's compilation cache; with ``shared_cpu``, on one XLA thread
-  with its output in the workdir's log. Returns the exit code."""
+  """Runs ``command`` with the study's compilation cache; with ``shared_cpu``, with its output in the
+  workdir's log and, when it computes on the CPU, on one XLA thread. Returns the exit code."""
   env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": compilation_cache_dir()}
   if not shared_cpu:
     return subprocess.run(command, env=env, check=False).returncode
   os.makedirs(workdir, exist_ok=True)
-  env["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {SINGLE_THREAD_XLA_FLAGS}"
+  if computes_on_cpu():
+    env["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {SINGLE_THREAD_XLA_FLAGS}"
   with open(os.path.join(workdir, LOG_NAME), "a", encoding="utf-8") as log:
     return subprocess.run(
       command, stdout=log, stderr=subprocess.STDOUT, env=env, check=False

@@ -12,28 +12,39 @@
 # OUT (default runs/study) holds the runs; JOBS (default 2) runs at once, one CPU thread each;
 # PYTHON (default python3; `make study` passes the project's virtualenv) runs the launchers.
 # Wall times on the 2-core development machine are in docs/study.md.
+#
+# The same protocol at other sizes (launch/study_gpu.sh sets these; unset: the sizes above):
+# SPEC, the sweep spec; SWEEP_FLAGS, more launch.sweep flags; SEEDS, the stable runs' seeds;
+# STABLE_OVERRIDES, their config overrides (FIELD=VALUE ...); BRANCH_STEPS, the steps branched from;
+# EVALUATE_FLAGS, the launch.evaluate flags of every end point.
 set -euo pipefail
 
 stage="${1:-all}"
 out="${OUT:-runs/study}"
 jobs="${JOBS:-2}"
 python="${PYTHON:-python3}"
+spec="${SPEC:-launch/sweeps/study.json}"
+read -ra sweep_flags <<<"${SWEEP_FLAGS:-}"
+seeds="${SEEDS:-0,1,2,3,4}"
+stable_overrides="${STABLE_OVERRIDES:-train.steps=1000 checkpoint.every=200 checkpoint.keep=6}"
+read -ra stable_overrides <<<"$stable_overrides"
+branch_steps="${BRANCH_STEPS:-400,600}"
 # The same measurements at every end point: 500 problems per math family teacher-forced, exact match
 # of greedy generation on the first 32, closeness by at most 50 SGD steps per source.
-evaluate=(--evaluate_flag=--exact_match_problems=32 --evaluate_flag=--closeness_max_steps=50)
+read -ra evaluate <<<"${EVALUATE_FLAGS:---exact_match_problems=32 --closeness_max_steps=50}"
+evaluate=("${evaluate[@]/#/--evaluate_flag=}")
 
 sweep() {
-  "$python" -m launch.sweep --spec=launch/sweeps/study.json --out="$out/sweep" --jobs="$jobs"
+  "$python" -m launch.sweep --spec="$spec" --out="$out/sweep" --jobs="$jobs" "${sweep_flags[@]}"
 }
 
 stable() {
   "$python" -m launch.reproduce --sweep="$out/sweep/sweep.json" --out="$out/stable" \
-    --seeds=0,1,2,3,4 --override=train.steps=1000 --override=checkpoint.every=200 \
-    --override=checkpoint.keep=6 --jobs="$jobs" "${evaluate[@]}"
+    --seeds="$seeds" "${stable_overrides[@]/#/--override=}" --jobs="$jobs" "${evaluate[@]}"
 }
 
 branches() {
-  "$python" -m launch.branches --stable="$out/stable" --branch_steps=400,600 \
+  "$python" -m launch.branches --stable="$out/stable" --branch_steps="$branch_steps" \
     --cooldown_fraction=0.2 --out="$out/branches" --jobs="$jobs" "${evaluate[@]}"
 }
 

@@ -19,7 +19,8 @@ setting is at the edge of a numeric field the sweep adds one setting beyond it
 ``<out>/sweep.md``.
 
 ``--jobs=2`` trains the grids two runs at a time (each on one CPU thread, ``launch.study``); the
-bracketing extensions, which depend on the grids' scores, run one at a time.
+bracketing extensions, which depend on the grids' scores, run one at a time per method, the methods'
+side by side.
 
 Resumable: each run has its own workdir under ``<out>/runs``; a run that reached its last step with
 the metric logged is not rerun, and an interrupted one resumes from its checkpoint, so rerunning the
@@ -208,16 +209,20 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   try:
     (config, overrides), spec = load_spec()
-    evaluate = make_evaluate(_OUT.value, config, overrides, spec.metric, shared_cpu=_JOBS.value > 1)
-    if _JOBS.value > 1:  # the grids first, in parallel; the selection then finds them trained
+    jobs = _JOBS.value
+    evaluate = make_evaluate(_OUT.value, config, overrides, spec.metric, shared_cpu=jobs > 1)
+    if jobs > 1:  # the grids first, in parallel; the selection then finds them trained
       grid = [
         (method, settings, seed)
         for method, fields in spec.methods.items()
         for settings in tuning.grid_points(fields)
         for seed in spec.seeds
       ]
-      study.parallel_map(lambda point: evaluate(*point), grid, _JOBS.value)
-    results = tuning.run_sweep(spec, evaluate)
+      study.parallel_map(lambda point: evaluate(*point), grid, jobs)
+    # Methods are swept side by side, so their bracketing extensions run at once too.
+    results = tuning.run_sweep(
+      spec, evaluate, map_methods=lambda sweep, methods: study.parallel_map(sweep, methods, jobs)
+    )
   except ValueError as error:
     raise SystemExit(f"error: {error}") from None
   summary = tuning.summary_json(spec, results)

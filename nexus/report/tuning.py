@@ -258,19 +258,32 @@ def sweep_method(
   return result
 
 
-def run_sweep(spec: SweepSpec, evaluate: Evaluate) -> dict[str, MethodResult]:
-  """Sweeps every method of ``spec`` with ``evaluate``; ``{method: MethodResult}``."""
-  return {
-    method: sweep_method(
+MapMethods = Callable[[Callable[[str], MethodResult], list[str]], list[MethodResult]]
+
+
+def run_sweep(
+  spec: SweepSpec, evaluate: Evaluate, *, map_methods: MapMethods | None = None
+) -> dict[str, MethodResult]:
+  """Sweeps every method of ``spec`` with ``evaluate``; ``{method: MethodResult}``.
+
+  ``map_methods(sweep, methods)`` (default: one after another) runs ``sweep`` on every method: the
+  methods are independent, so a runner that trains in parallel may sweep them at once (their
+  bracketing extensions then run side by side instead of one method's after the other's).
+  """
+
+  def sweep(method: str) -> MethodResult:
+    return sweep_method(
       method,
-      fields,
+      spec.methods[method],
       evaluate,
       seeds=spec.seeds,
       max_extensions=spec.max_extensions,
       bounds=spec.bounds,
     )
-    for method, fields in spec.methods.items()
-  }
+
+  methods = list(spec.methods)
+  results = map_methods(sweep, methods) if map_methods else [sweep(m) for m in methods]
+  return dict(zip(methods, results))
 
 
 def summary_json(spec: SweepSpec, results: Mapping[str, MethodResult]) -> dict:

@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import tempfile
+from unittest import mock
 
 from absl.testing import absltest
 
@@ -107,6 +108,17 @@ class ParallelTest(absltest.TestCase):
     self.assertEqual(study.run_command([sys.executable, "-c", code], workdir, shared_cpu=True), 3)
     with open(os.path.join(workdir, study.LOG_NAME), encoding="utf-8") as f:
       self.assertIn(study.SINGLE_THREAD_XLA_FLAGS, f.read())
+
+  def test_runs_on_an_accelerator_keep_xlas_cpu_threads(self):
+    workdir = os.path.join(tempfile.mkdtemp(), "run")
+    code = "import os; print('flags:', os.environ.get('XLA_FLAGS', ''))"
+    for platforms, single_threaded in (("cuda", False), ("cuda,cpu", False), ("cpu", True)):
+      with mock.patch.dict(os.environ, {"JAX_PLATFORMS": platforms, "XLA_FLAGS": ""}):
+        self.assertEqual(study.computes_on_cpu(), single_threaded)
+        study.run_command([sys.executable, "-c", code], workdir, shared_cpu=True)
+      with open(os.path.join(workdir, study.LOG_NAME), encoding="utf-8") as f:
+        last = f.read().strip().splitlines()[-1]
+      self.assertEqual(study.SINGLE_THREAD_XLA_FLAGS in last, single_threaded, platforms)
 
 
 class TuningSectionTest(absltest.TestCase):

@@ -161,6 +161,21 @@ class SpecAndSummaryTest(absltest.TestCase):
     self.assertIn("| adamw | opt.learning_rate=0.001 |", text)
     self.assertIn("Runs per method differ", text)
 
+  def test_methods_mapped_by_a_runner_give_the_same_results(self):
+    evaluate, _ = bowl(1e-3)
+    mapped = []
+
+    def reversed_map(sweep, methods):  # a runner free to sweep the methods in any order
+      mapped.extend(methods)
+      return [sweep(m) for m in reversed(methods)][::-1]
+
+    results = tuning.run_sweep(self.SPEC, evaluate, map_methods=reversed_map)
+    self.assertEqual(mapped, ["adamw", "nexus"])
+    self.assertEqual(
+      tuning.summary_json(self.SPEC, results),
+      tuning.summary_json(self.SPEC, tuning.run_sweep(self.SPEC, bowl(1e-3)[0])),
+    )
+
   def test_parse_grids(self):
     self.assertEqual(
       tuning.parse_grids(
