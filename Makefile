@@ -22,7 +22,7 @@ study: $(STAMP)
 
 ## The whole test suite (unit, integration, 8-fake-device sharding tests), after the lint checks.
 test: lint
-	$(PY) -m pytest -n 2 --durations=15 tests
+	$(PY) -m pytest -n 2 --dist worksteal --durations=15 tests
 
 ## Formatter (check only), linter and type checker, as CI runs them (configured in pyproject.toml).
 lint: $(STAMP)

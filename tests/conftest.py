@@ -20,3 +20,9 @@ os.environ["XLA_FLAGS"] = multidevice.xla_flags(8)
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="nexus-tests-jax-cache-")
   atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+
+
+def pytest_collection_modifyitems(items):
+  """Runs the tests marked slow first: with two xdist workers, a long test started last leaves one
+  worker idle until it ends, while short tests fill any gap at the end."""
+  items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -175,6 +175,7 @@ def test_notebook_is_in_sync_with_its_source(name):
 # ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_quickstart_runs(kernel_env, tmp_path):
   notebook = read_notebook("quickstart")
   set_parameters(notebook, STEPS=50, SWEEP_STARTS=[(2.0, -0.5), (-2.0, 2.5)], GAMMA_SWEEP=(0.3,))
@@ -187,6 +188,7 @@ def test_quickstart_runs(kernel_env, tmp_path):
   assert figures(notebook) == 2
 
 
+@pytest.mark.slow
 def test_train_lm_runs(kernel_env, tmp_path):
   notebook = read_notebook("train_lm")
   set_parameters(notebook, STEPS=4, WORKDIR=str(tmp_path / "run"), OVERRIDES=TINY_LM_OVERRIDES)
@@ -196,6 +198,7 @@ def test_train_lm_runs(kernel_env, tmp_path):
   assert figures(notebook) == 1
 
 
+@pytest.mark.slow
 def test_analyze_runs(kernel_env, tmp_path):
   notebook = read_notebook("analyze")
   set_parameters(

@@ -10,9 +10,10 @@ Design points (after nanodo and MaxText):
 - the whole state (model, optimizer incl. Nexus's outer copy, step, skipped-step count) is
   checkpointed with orbax together with the data iterator state and the config, and a run resumes
   from the latest good checkpoint automatically, continuing exactly (same batches, same numbers);
-- SIGTERM (preemption) saves a checkpoint and stops; with several processes, they first agree on the
-  step to stop at (``multihost_utils.reached_preemption_sync_point``), so every process saves the
-  same step and none waits in a collective for a peer that has left the loop;
+- Ctrl-C stops between two steps (``KeyboardInterrupt``; the last saved checkpoint stays the resume
+  point); SIGTERM (preemption) saves a checkpoint and stops; with several processes, they first
+  agree on the step to stop at (``multihost_utils.reached_preemption_sync_point``), so every process
+  saves the same step and none waits in a collective for a peer that has left the loop;
 - the summary's ``status`` tells the truth: ``finished``, ``preempted``, or ``skipped`` when more
   than ``train.max_skipped_fraction`` of the steps (or every step) were skipped as non-finite.
 """
@@ -85,6 +86,34 @@ class _Preemption:
   def __exit__(self, *exc):
     if self._previous is not None:
       signal.signal(signal.SIGTERM, self._previous)
+
+
+class _Interrupt:
+  """Ctrl-C (SIGINT) stops the run between two steps: the handler only records it, and ``check``
+  raises ``KeyboardInterrupt`` in the loop. Python's default would raise it wherever the main thread
+  is, possibly inside library code that swallows it (a run then trained on after Ctrl-C, seen once
+  in the test suite); a second Ctrl-C raises at once, for a run stuck inside a step."""
+
+  def __init__(self):
+    self._requested = False
+    self._previous = None
+
+  def __enter__(self):
+    self._previous = signal.signal(signal.SIGINT, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    if self._requested:
+      raise KeyboardInterrupt
+    self._requested = True
+
+  def check(self) -> None:
+    if self._requested:
+      raise KeyboardInterrupt
+
+  def __exit__(self, *exc):
+    signal.signal(signal.SIGINT, self._previous)
 
 
 def _host_metrics(metrics: dict, source_ids: np.ndarray, source_names: list[str]) -> dict:
@@ -312,8 +341,9 @@ def _run_steps(config, workdir, mesh, tx, schedule, checkpointer, config_changes
       )
 
     status = FINISHED
-    with _Preemption() as preemption:
+    with _Preemption() as preemption, _Interrupt() as interrupt:
       for step_number in range(start_step + 1, num_steps + 1):
+        interrupt.check()
         batch = next(stream)
         state, metrics = train_step(state, run.global_batch(batch))
         if pending is not None:

@@ -9,6 +9,7 @@ import tempfile
 import textwrap
 
 from absl.testing import absltest
+import pytest
 
 from nexus import data as data_lib
 from nexus.data import builtin_sources
@@ -150,6 +151,7 @@ class NoTensorFlowTest(absltest.TestCase):
     """)
     self.assertIn("tensorflow imported: False", output)
 
+  @pytest.mark.slow
   def test_launcher_prints_the_summary_and_rebuilds(self):
     corpus_dir = os.path.join(fixtures.scratch_dir(), "launcher-corpus")
     code = f"""

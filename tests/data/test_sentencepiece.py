@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 import nexus
 from nexus import data as data_lib
@@ -19,6 +20,7 @@ from tests.data import fixtures
 VOCAB_SIZE = 400
 
 
+@pytest.mark.slow
 class SentencePieceEndToEndTest(absltest.TestCase):
   @classmethod
   def setUpClass(cls):

@@ -8,6 +8,7 @@ import tempfile
 
 from absl.testing import absltest
 import numpy as np
+import pytest
 
 from nexus.report import comparison
 from nexus.report import matched
@@ -247,6 +248,7 @@ class LoadRunTest(absltest.TestCase):
       runs_lib.load_run(workdir)
 
 
+@pytest.mark.slow
 class CompareCommandTest(absltest.TestCase):
   def run_compare(self, *args):
     env = dict(os.environ, JAX_PLATFORMS="cpu")
