@@ -12,6 +12,8 @@
 #   report    launch.compare, as in the tiny study
 #
 #   bash launch/study_gpu.sh [STAGE ...]            # the four stages in order, or those named
+#   bash launch/study_gpu.sh setup                  # only the setup every run starts with: wheels,
+#                                                   # checks, the corpus (e.g. before a timed run)
 #   bash launch/study_gpu.sh --dry_run [STAGE ...]  # the same on a CPU, tiny shapes (or DRY_RUN=1)
 #
 # For a stock JAX GPU image (Python 3.12 with jax, flax, optax, orbax, absl): when the study's other
@@ -48,18 +50,22 @@ cd "$(dirname "$0")/.."
 
 dry_run="${DRY_RUN:-0}"
 stages=()
+setup_only=0
 for arg in "$@"; do
   case "$arg" in
     --dry_run) dry_run=1 ;;
     sweep | stable | branches | report) stages+=("$arg") ;;
+    setup) setup_only=1 ;;
     *)
       echo "error: unknown argument '$arg'; pass --dry_run and/or stages" \
-        "(sweep, stable, branches, report)." >&2
+        "(sweep, stable, branches, report), or setup." >&2
       exit 2
       ;;
   esac
 done
-if ((${#stages[@]} == 0)); then
+if ((setup_only)); then
+  stages=()
+elif ((${#stages[@]} == 0)); then
   stages=(sweep stable branches report)
 fi
 

@@ -6,6 +6,8 @@
   dominates (it halves); the numerics stay within float32 rounding of an optimized build.
 - One persistent compilation cache for the session (its subprocesses and xdist workers inherit the
   environment): the suite compiles the same tiny trainer many times, and a cached compile is ~1 s.
+  Every program is cached, not only those compiling for over a second (JAX's default): the tests'
+  many sub-second compiles repeat too (measured: the suite's summed test time 859 s -> 821 s).
 """
 
 import atexit
@@ -20,6 +22,7 @@ os.environ["XLA_FLAGS"] = multidevice.xla_flags(8)
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="nexus-tests-jax-cache-")
   atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 
 def pytest_collection_modifyitems(items):
