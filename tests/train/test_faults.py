@@ -282,6 +282,18 @@ class ExitCodeTest(absltest.TestCase):
     self.assertLen(saved, 1)
     self.assertEqual(train_records(workdir)[-1]["step"], saved[0])  # its record is in the log
 
+  def test_ctrl_c_is_raised_between_steps_and_a_second_one_at_once(self):
+    before = signal.getsignal(signal.SIGINT)
+    with loop._Interrupt() as interrupt:  # pylint: disable=protected-access
+      interrupt.check()  # nothing yet
+      os.kill(os.getpid(), signal.SIGINT)  # recorded, not raised here
+      with self.assertRaises(KeyboardInterrupt):
+        interrupt.check()
+      with self.assertRaises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1)  # the handler runs in this thread at the next bytecode
+    self.assertIs(signal.getsignal(signal.SIGINT), before)
+
   @pytest.mark.slow
   def test_ctrl_c_exits_130_in_one_line_and_releases_the_lock(self):
     workdir = make_workdir(self)
