@@ -64,17 +64,16 @@ def main():
   parser.add_argument("--dtypes", default="float32,bfloat16", help="compute dtypes")
   parser.add_argument("--repeats", type=int, default=15, help="interleaved rounds")
   args = parser.parse_args()
-  print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), jax {jax.__version__}")
-  for name in args.shapes.split(","):
-    shape = model_vs_peer.SHAPES[name]
-    for dtype in args.dtypes.split(","):
-      times = timing.interleaved_times(projection_steps(shape, dtype), args.repeats)
-      ratio = timing.median_ratios(times, "separate")["fused"]
-      medians = {k: 1e3 * statistics.median(v) for k, v in times.items()}
-      print(
-        f"{name} {dtype}: separate {medians['separate']:.2f} ms, fused {medians['fused']:.2f} ms, "
-        f"fused/separate {ratio:.3f}"
-      )
+  grid = model_vs_peer.shape_grid(parser, args.shapes, args.dtypes)
+  model_vs_peer.print_device()
+  for name, shape, dtype in grid:
+    times = timing.interleaved_times(projection_steps(shape, dtype), args.repeats)
+    ratio = timing.median_ratios(times, "separate")["fused"]
+    medians = {k: 1e3 * statistics.median(v) for k, v in times.items()}
+    print(
+      f"{name} {dtype}: separate {medians['separate']:.2f} ms, fused {medians['fused']:.2f} ms, "
+      f"fused/separate {ratio:.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ import argparse
 import statistics
 import time
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -61,15 +60,11 @@ def main():
   parser.add_argument("--dtypes", default="float32,bfloat16", help="compute dtypes")
   parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds")
   args = parser.parse_args()
-  shapes = args.shapes.split(",")
-  if unknown := sorted(set(shapes) - set(model_vs_peer.SHAPES)):
-    parser.error(f"unknown shapes {unknown}; choose from {sorted(model_vs_peer.SHAPES)}")
-  print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), jax {jax.__version__}")
-  for name in shapes:
-    for dtype in args.dtypes.split(","):
-      shape = model_vs_peer.SHAPES[name]
-      print(f"\n{name} (B={shape.batch} L={shape.seq_len}), {dtype}:")
-      ablate(shape, dtype, args.repeats)
+  grid = model_vs_peer.shape_grid(parser, args.shapes, args.dtypes)
+  model_vs_peer.print_device()
+  for name, shape, dtype in grid:
+    print(f"\n{name} (B={shape.batch} L={shape.seq_len}), {dtype}:")
+    ablate(shape, dtype, args.repeats)
 
 
 if __name__ == "__main__":

@@ -152,6 +152,35 @@ def compare(shape: Shape, dtype: str, repeats: int) -> float:
   return ratio
 
 
+def shape_grid(
+  parser: argparse.ArgumentParser, shapes: str, dtypes: str
+) -> list[tuple[str, Shape, str]]:
+  """``(name, shape, dtype)`` for comma-separated shape names x dtypes; a parser error on unknown names.
+
+  Shared by the model benchmarks' command lines.
+  """
+  names = shapes.split(",")
+  if unknown := sorted(set(names) - set(SHAPES)):
+    parser.error(f"unknown shapes {unknown}; choose from {sorted(SHAPES)}")
+  return [(name, SHAPES[name], dtype) for name in names for dtype in dtypes.split(",")]
+
+
+def print_device() -> None:
+  print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), jax {jax.__version__}")
+
+
+def import_nanodo(path: str) -> bool:
+  """Makes the nanodo checkout at ``path`` importable; False (after saying so) if there is none."""
+  if not os.path.isfile(os.path.join(path, "nanodo", "model.py")):
+    print(
+      f"skipped: no nanodo checkout at {path} (clone google-deepmind/nanodo there "
+      "or pass --nanodo_path)."
+    )
+    return False
+  sys.path.insert(0, path)
+  return True
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument(
@@ -163,36 +192,25 @@ def main():
   parser.add_argument("--dtypes", default="float32,bfloat16", help="compute dtypes")
   parser.add_argument("--repeats", type=int, default=7, help="interleaved rounds")
   args = parser.parse_args()
-  shapes = args.shapes.split(",")
-  if unknown := sorted(set(shapes) - set(SHAPES)):
-    parser.error(f"unknown shapes {unknown}; choose from {sorted(SHAPES)}")
-  if not os.path.isfile(os.path.join(args.nanodo_path, "nanodo", "model.py")):
-    print(
-      f"skipped: no nanodo checkout at {args.nanodo_path} (clone google-deepmind/nanodo there "
-      "or pass --nanodo_path)."
-    )
+  grid = shape_grid(parser, args.shapes, args.dtypes)
+  if not import_nanodo(args.nanodo_path):
     return
-  sys.path.insert(0, args.nanodo_path)
-  print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), jax {jax.__version__}")
+  print_device()
   summary = []
-  for name in shapes:
-    for dtype in args.dtypes.split(","):
-      shape = SHAPES[name]
-      params = sum(
-        x.size
-        for x in jax.tree.leaves(
-          nnx.state(
-            nnx.eval_shape(
-              lambda shape=shape, dtype=dtype: Transformer(
-                our_config(shape, dtype), rngs=nnx.Rngs(0)
-              )
-            ),
-            nnx.Param,
-          )
+  for name, shape, dtype in grid:
+    params = sum(
+      x.size
+      for x in jax.tree.leaves(
+        nnx.state(
+          nnx.eval_shape(
+            lambda shape=shape, dtype=dtype: Transformer(our_config(shape, dtype), rngs=nnx.Rngs(0))
+          ),
+          nnx.Param,
         )
       )
-      print(f"{name} ({params / 1e6:.1f}M params, B={shape.batch} L={shape.seq_len}), {dtype}:")
-      summary.append((name, dtype, compare(shape, dtype, args.repeats)))
+    )
+    print(f"{name} ({params / 1e6:.1f}M params, B={shape.batch} L={shape.seq_len}), {dtype}:")
+    summary.append((name, dtype, compare(shape, dtype, args.repeats)))
   print("summary ours/nanodo tokens/s: " + ", ".join(f"{n} {d} {r:.2f}" for n, d, r in summary))
 
 

@@ -23,8 +23,6 @@ variant's tokens/s relative to nanodo's (> 1: faster than nanodo). Needs a nanod
 import argparse
 from collections.abc import Iterator
 import contextlib
-import os
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -96,19 +94,13 @@ def main():
   parser.add_argument("--dtypes", default="float32,bfloat16", help="compute dtypes")
   parser.add_argument("--repeats", type=int, default=15, help="interleaved rounds")
   args = parser.parse_args()
-  shapes = args.shapes.split(",")
-  if unknown := sorted(set(shapes) - set(model_vs_peer.SHAPES)):
-    parser.error(f"unknown shapes {unknown}; choose from {sorted(model_vs_peer.SHAPES)}")
-  if not os.path.isfile(os.path.join(args.nanodo_path, "nanodo", "model.py")):
-    print(f"skipped: no nanodo checkout at {args.nanodo_path} (see bench.model_vs_peer).")
+  grid = model_vs_peer.shape_grid(parser, args.shapes, args.dtypes)
+  if not model_vs_peer.import_nanodo(args.nanodo_path):
     return
-  sys.path.insert(0, args.nanodo_path)
-  print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), jax {jax.__version__}")
-  for name in shapes:
-    for dtype in args.dtypes.split(","):
-      shape = model_vs_peer.SHAPES[name]
-      print(f"{name} (B={shape.batch} L={shape.seq_len}), {dtype}, {args.repeats} rounds:")
-      explain(shape, dtype, args.repeats)
+  model_vs_peer.print_device()
+  for name, shape, dtype in grid:
+    print(f"{name} (B={shape.batch} L={shape.seq_len}), {dtype}, {args.repeats} rounds:")
+    explain(shape, dtype, args.repeats)
 
 
 if __name__ == "__main__":
