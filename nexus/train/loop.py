@@ -91,8 +91,8 @@ class _Preemption:
 class _Interrupt:
   """Ctrl-C (SIGINT) stops the run between two steps: the handler only records it, and ``check``
   raises ``KeyboardInterrupt`` in the loop. Python's default would raise it wherever the main thread
-  is, possibly inside library code that swallows it (a run then trained on after Ctrl-C, seen once
-  in the test suite); a second Ctrl-C raises at once, for a run stuck inside a step."""
+  is, possibly inside library code that swallows it (once in the test suite a run had not stopped
+  300 s after Ctrl-C); a second Ctrl-C raises at once, for a run stuck inside a step."""
 
   def __init__(self):
     self._requested = False
