@@ -2,8 +2,9 @@
 
 - 8 CPU devices in this process, so sharding tests run in-process; trainer tests that are not about
   sharding pin a 1-device mesh (``tests/train/harness.one_device``), which compiles and runs faster.
-- XLA's backend optimizations are off: the tests' tiny programs run a few steps, so compile time
-  dominates (it halves); the numerics stay within float32 rounding of an optimized build.
+- XLA's backend optimizations and its CPU fusion emitters are off (``multidevice.fast_compile_flags``):
+  the tests' tiny programs run a few steps, so compile time dominates (each halves it); the numerics
+  stay within float32 rounding of an optimized build.
 - One persistent compilation cache for the session (its subprocesses and xdist workers inherit the
   environment): the suite compiles the same tiny trainer many times, and a cached compile is ~1 s.
   Every program is cached, not only those compiling for over a second (JAX's default): the tests'
