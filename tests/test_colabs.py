@@ -21,6 +21,7 @@ import pytest
 
 from tests import multidevice
 from tests.train import harness
+from tests.train import tiny_config
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLABS_DIR = os.path.join(REPO_ROOT, "colabs")
@@ -30,7 +31,7 @@ CELL_TIMEOUT_S = 600
 # A model and corpus small enough for a CI CPU: the integration tests' settings (the notebooks set
 # the number of steps themselves), evaluated every 2 steps.
 TINY_LM_OVERRIDES = {
-  key: value for key, value in harness.TINY_OVERRIDES.items() if key != "train.steps"
+  key: value for key, value in tiny_config.TINY_OVERRIDES.items() if key != "train.steps"
 }
 TINY_LM_OVERRIDES["eval.every"] = 2
 

@@ -2,8 +2,7 @@
 (``python -m launch.train``) in a subprocess, where the exit code, a signal or the terminal output
 is the point.
 
-The tiny config shrunk further (2 layers, d_model 32, 16-token sequences) on the built-in corpus at
-its smallest size, cached once per test session.
+The config is ``tests/train/tiny_config.py``; its corpus is built once per test session.
 """
 
 import contextlib
@@ -30,30 +29,8 @@ def cache_dir() -> str:
   return tempfile.mkdtemp(prefix="nexus-train-tests-")
 
 
-TINY_OVERRIDES = {
-  "model.num_layers": 2,
-  "model.d_model": 32,
-  "model.num_heads": 2,
-  "model.num_kv_heads": 2,
-  "model.head_dim": 16,
-  "model.mlp_dim": 64,
-  "data.corpus_bytes_per_source": 20_000,
-  "train.seq_len": 16,
-  "train.global_batch_size": 8,
-  "train.num_inner_steps": 2,
-  "train.steps": 6,
-  "train.log_every": 1,
-  "opt.warmup_steps": 1,
-  "eval.every": 3,
-  "eval.batch_size": 4,
-  "eval.num_batches": 1,
-  "checkpoint.every": 2,
-  "checkpoint.async_save": False,
-}
-
-
 def command(workdir: str, overrides: dict | None = None, extra_flags: tuple = ()) -> list[str]:
-  """The trainer's command line: ``tests/train/tiny_config.py`` (TINY_OVERRIDES) plus ``overrides`` as flags."""
+  """The trainer's command line: ``tests/train/tiny_config.py`` plus ``overrides`` as flags."""
   return [
     sys.executable,
     "-m",

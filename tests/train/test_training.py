@@ -58,17 +58,19 @@ class TrainingTest(absltest.TestCase):
 
   @pytest.mark.slow
   def test_sigkill_then_resume_equals_uninterrupted_run(self):
+    settings = {"train.steps": 8, "checkpoint.every": 1, "eval.every": 0}
     reference = make_workdir(self)
-    harness.train(reference, {"train.steps": 8})
+    # In this process (the same program on one device), saving no checkpoint.
+    harness.train_here(reference, {**settings, "checkpoint.every": 100})
     workdir = make_workdir(self)
-    process = harness.start(workdir, {"train.steps": 8, "checkpoint.every": 1})
+    process = harness.start(workdir, settings)
     deadline = time.time() + 300
     while time.time() < deadline and not [s for s in checkpoint_steps(workdir) if s >= 3]:
       time.sleep(0.2)
     process.kill()  # SIGKILL: no chance to clean up
     process.wait()
     self.assertNotEmpty(checkpoint_steps(workdir))
-    harness.train(workdir, {"train.steps": 8, "checkpoint.every": 1})
+    harness.train(workdir, settings)
     got, want = train_records(workdir), train_records(reference)
     self.assertEqual([r["step"] for r in got], list(range(1, 9)))
     for g, w in zip(got, want):
@@ -95,31 +97,55 @@ class TrainingTest(absltest.TestCase):
 
 
 class BadConfigTest(absltest.TestCase):
-  def assert_one_line_error(self, overrides, message, **kwargs):
-    result = harness.train(make_workdir(self), overrides, check=False, **kwargs)
-    self.assertNotEqual(result.returncode, 0)
-    output = result.stdout + result.stderr
-    self.assertIn(message, output)
-    self.assertNotIn("Traceback", output)
+  """A bad config is refused before any work, in one line naming the problem and the fix. The entry
+  point's rendering is checked once (a subprocess); the trainer's own refusals in this process (the
+  schema's every check: test_schema.py)."""
+
+  def test_the_entry_point_prints_a_config_error_in_one_line(self):
+    parent = make_workdir(self)
+    result = harness.train(os.path.join(parent, "run"), {"opt.name": "adamax"}, check=False)
+    self.assertEqual(result.returncode, 1, result.stderr[-2000:])
+    self.assertEqual(len(result.stderr.strip().splitlines()), 1, result.stderr)
+    self.assertStartsWith(result.stderr, "error: opt.name='adamax' is not one of (")
+    self.assertNotIn("Traceback", result.stdout + result.stderr)
+    self.assertEqual(os.listdir(parent), [])  # no workdir
+
+  def test_an_unknown_config_field_is_one_line(self):
+    result = harness.train(make_workdir(self), {"opt.no_such_field": 1}, check=False)
+    self.assertEqual(result.returncode, 1, result.stderr[-2000:])
+    self.assertEqual(
+      result.stderr.strip().splitlines(),
+      [
+        "error: bad flag or config override (AttributeError: no_such_field); check the "
+        "--config.<section>.<field> names in configs/base.py."
+      ],
+    )
+
+  def assert_refused_before_any_work(self, overrides, message, workdir=None, **kwargs):
+    parent = make_workdir(self)
+    with self.assertRaisesRegex(ValueError, message) as refused:
+      harness.train_here(workdir or os.path.join(parent, "run"), overrides, **kwargs)
+    self.assertNotIn("\n", str(refused.exception))
+    self.assertEqual(os.listdir(parent), [])
 
   def test_batch_not_divisible_by_data_axis(self):
-    self.assert_one_line_error(
-      {"train.global_batch_size": 6}, "not divisible by the data x fsdp", num_devices=4
+    self.assert_refused_before_any_work(
+      {"train.global_batch_size": 6},
+      r"global_batch_size=6 is not divisible by the data x fsdp mesh size 8; use a multiple of 8",
+      devices=8,
     )
 
   def test_sequence_longer_than_model(self):
-    self.assert_one_line_error({"train.seq_len": 100000}, "max_seq_len")
-
-  def test_unknown_optimizer(self):
-    self.assert_one_line_error({"opt.name": "adamax"}, "adamax")
-
-  def test_unknown_config_field(self):
-    self.assert_one_line_error({"opt.no_such_field": 1}, "no_such_field")
+    self.assert_refused_before_any_work(
+      {"train.seq_len": 100000}, "seq_len=100000 exceeds config.model.max_seq_len"
+    )
 
   def test_unwritable_workdir(self):
-    result = harness.train("/dev/null/run", check=False)
-    self.assertNotEqual(result.returncode, 0)
-    self.assertIn("workdir", result.stdout + result.stderr)
+    self.assert_refused_before_any_work(
+      {},
+      r"cannot create workdir '/dev/null/run' \(Not a directory\); pass a writable --workdir",
+      workdir="/dev/null/run",
+    )
 
 
 if __name__ == "__main__":
