@@ -19,7 +19,7 @@ import pytest
 from tests.train import harness
 
 CONFIG = "tests/train/tiny_config.py"
-OVERRIDES = {"model.num_layers": 1, "train.steps": 2, "eval.every": 2, "checkpoint.every": 2}
+OVERRIDES = {"train.steps": 2, "eval.every": 2, "checkpoint.every": 2}
 EVALUATE_FLAGS = (
   "--downstream_problems=3",
   "--exact_match_problems=2",

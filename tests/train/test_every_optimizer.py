@@ -11,7 +11,7 @@ from nexus.optim import registry
 from nexus.train import metrics as metrics_lib
 from tests.train import harness
 
-SMALLEST = {"model.num_layers": 1, "train.steps": 2, "eval.every": 0, "checkpoint.every": 100}
+SMALLEST = {"train.steps": 2, "eval.every": 0, "checkpoint.every": 100}
 
 
 @pytest.mark.slow

@@ -357,7 +357,7 @@ class OneLineErrorTest(absltest.TestCase):
       workdir = os.path.join(mount, "run")
       result = launch(
         workdir, {"train.steps": 6}
-      )  # checkpoint 2 fits (about 0.4 MB), checkpoint 4 does not
+      )  # checkpoint 2 fits (about 0.5 MB on disk), checkpoint 4 does not
       self.assertEqual(result.returncode, 1, result.stderr[-3000:])
       lines = result.stderr.strip().splitlines()
       self.assertLen(lines, 1)
@@ -435,7 +435,6 @@ class MetricsConsistencyTest(absltest.TestCase):
 class MultiHostPreemptionTest(absltest.TestCase):
   def test_sigterm_to_one_of_two_processes_stops_both_at_the_same_step_and_resumes_exactly(self):
     settings = {
-      "model.num_layers": 1,
       "train.steps": 12,
       "eval.every": 0,
       "checkpoint.every": 1000,

@@ -1,6 +1,6 @@
 """The integration tests' config: configs/tiny.py shrunk by ``TINY_OVERRIDES``, set in Python.
 
-The tiny config shrunk further (2 layers, d_model 32, 16-token sequences) on the built-in corpus at
+The tiny config shrunk further (1 layer, d_model 32, 16-token sequences) on the built-in corpus at
 its smallest size. A config file rather than ``--config.<field>=`` flags because ml_collections
 cannot override a field whose default is None (e.g. ``model.head_dim``) from the command line. It
 imports nothing heavy, so a bad flag given with it fails in a fraction of a second, as with
@@ -10,7 +10,7 @@ configs/tiny.py.
 from configs import tiny
 
 TINY_OVERRIDES = {
-  "model.num_layers": 2,
+  "model.num_layers": 1,
   "model.d_model": 32,
   "model.num_heads": 2,
   "model.num_kv_heads": 2,
