@@ -63,7 +63,7 @@ def settings(dry_run: bool) -> dict:
   if dry_run:
     small = ModelConfig(
       vocab_size=259,
-      num_layers=2,
+      num_layers=1,
       d_model=64,
       num_heads=4,
       mlp_dim=128,
