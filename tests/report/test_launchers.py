@@ -2,9 +2,10 @@
 without retraining, the checkpoint measurements of the protocol, and one-line errors.
 
 The run is trained once for the class (a one-point sweep of 2 steps of a one-layer model) and
-measured once; the tests read what those commands left. The subprocesses share a JAX compilation
-cache, so ``launch.evaluate`` reuses the evaluation programs the trainer compiled instead of
-compiling them again (and its test split reuses those of its validation split).
+measured once; the tests read what those commands left. The subprocesses share the session's JAX
+compilation cache (tests/conftest.py), so ``launch.evaluate`` reuses the evaluation programs the
+trainer compiled instead of compiling them again (and its test split reuses those of its validation
+split).
 """
 
 import json
@@ -41,11 +42,7 @@ class LaunchersTest(absltest.TestCase):
     super().setUpClass()
     cls.root = tempfile.TemporaryDirectory(prefix="nexus-launchers-")
     cls.addClassCleanup(cls.root.cleanup)
-    cls.env = {
-      **harness.environment(),
-      "JAX_COMPILATION_CACHE_DIR": os.path.join(cls.root.name, "jax_cache"),
-      "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-    }
+    cls.env = harness.environment()
     cls.out = os.path.join(cls.root.name, "sweep")
     os.makedirs(cls.out)
     cls.spec = os.path.join(cls.out, "spec.json")
