@@ -3,8 +3,8 @@
 The tiny config shrunk further (1 layer, d_model 32, 16-token sequences) on the built-in corpus at
 its smallest size. A config file rather than ``--config.<field>=`` flags because ml_collections
 cannot override a field whose default is None (e.g. ``model.head_dim``) from the command line. It
-imports nothing heavy, so a bad flag given with it fails in a fraction of a second, as with
-configs/tiny.py.
+imports neither the test harness nor the trainer, so a bad flag given with it fails as early as with
+configs/tiny.py (measured: 3.5 s instead of 5.2 s).
 """
 
 from configs import tiny
