@@ -60,11 +60,9 @@ def projection_steps(shape: model_vs_peer.Shape, dtype: str) -> dict:
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--shapes", default="tiny,small", help=f"from {sorted(model_vs_peer.SHAPES)}")
-  parser.add_argument("--dtypes", default="float32,bfloat16", help="compute dtypes")
-  parser.add_argument("--repeats", type=int, default=15, help="interleaved rounds")
+  model_vs_peer.add_grid_flags(parser, shapes="tiny,small", repeats=15)
   args = parser.parse_args()
-  grid = model_vs_peer.shape_grid(parser, args.shapes, args.dtypes)
+  grid = model_vs_peer.shape_grid(parser, args)
   model_vs_peer.print_device()
   for name, shape, dtype in grid:
     times = timing.interleaved_times(projection_steps(shape, dtype), args.repeats)

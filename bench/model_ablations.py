@@ -54,13 +54,9 @@ def ablate(shape: model_vs_peer.Shape, dtype: str, repeats: int) -> None:
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument(
-    "--shapes", default="tiny,small", help=f"comma-separated, from {sorted(model_vs_peer.SHAPES)}"
-  )
-  parser.add_argument("--dtypes", default="float32,bfloat16", help="compute dtypes")
-  parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds")
+  model_vs_peer.add_grid_flags(parser, shapes="tiny,small", repeats=5)
   args = parser.parse_args()
-  grid = model_vs_peer.shape_grid(parser, args.shapes, args.dtypes)
+  grid = model_vs_peer.shape_grid(parser, args)
   model_vs_peer.print_device()
   for name, shape, dtype in grid:
     print(f"\n{name} (B={shape.batch} L={shape.seq_len}), {dtype}:")

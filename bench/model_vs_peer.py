@@ -152,17 +152,22 @@ def compare(shape: Shape, dtype: str, repeats: int) -> float:
   return ratio
 
 
-def shape_grid(
-  parser: argparse.ArgumentParser, shapes: str, dtypes: str
-) -> list[tuple[str, Shape, str]]:
-  """``(name, shape, dtype)`` for comma-separated shape names x dtypes; a parser error on unknown names.
+def add_grid_flags(parser: argparse.ArgumentParser, shapes: str, repeats: int) -> None:
+  """The model benchmarks' shared flags: --shapes, --dtypes and --repeats (read by ``shape_grid``)."""
+  parser.add_argument("--shapes", default=shapes, help=f"comma-separated, from {sorted(SHAPES)}")
+  parser.add_argument("--dtypes", default="float32,bfloat16", help="compute dtypes")
+  parser.add_argument("--repeats", type=int, default=repeats, help="interleaved rounds")
 
-  Shared by the model benchmarks' command lines.
-  """
-  names = shapes.split(",")
+
+def shape_grid(
+  parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> list[tuple[str, Shape, str]]:
+  """``(name, shape, dtype)`` for the --shapes x --dtypes of ``add_grid_flags``; a parser error on
+  unknown names."""
+  names = args.shapes.split(",")
   if unknown := sorted(set(names) - set(SHAPES)):
     parser.error(f"unknown shapes {unknown}; choose from {sorted(SHAPES)}")
-  return [(name, SHAPES[name], dtype) for name in names for dtype in dtypes.split(",")]
+  return [(name, SHAPES[name], dtype) for name in names for dtype in args.dtypes.split(",")]
 
 
 def print_device() -> None:
@@ -186,13 +191,9 @@ def main():
   parser.add_argument(
     "--nanodo_path", default="/tmp/nanodo", help="folder holding a nanodo checkout"
   )
-  parser.add_argument(
-    "--shapes", default=",".join(SHAPES), help=f"comma-separated, from {sorted(SHAPES)}"
-  )
-  parser.add_argument("--dtypes", default="float32,bfloat16", help="compute dtypes")
-  parser.add_argument("--repeats", type=int, default=7, help="interleaved rounds")
+  add_grid_flags(parser, shapes=",".join(SHAPES), repeats=7)
   args = parser.parse_args()
-  grid = shape_grid(parser, args.shapes, args.dtypes)
+  grid = shape_grid(parser, args)
   if not import_nanodo(args.nanodo_path):
     return
   print_device()

@@ -90,11 +90,9 @@ def explain(shape: model_vs_peer.Shape, dtype: str, repeats: int) -> dict[str, f
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--nanodo_path", default="/tmp/nanodo", help="folder of a nanodo checkout")
-  parser.add_argument("--shapes", default="tiny", help=f"from {sorted(model_vs_peer.SHAPES)}")
-  parser.add_argument("--dtypes", default="float32,bfloat16", help="compute dtypes")
-  parser.add_argument("--repeats", type=int, default=15, help="interleaved rounds")
+  model_vs_peer.add_grid_flags(parser, shapes="tiny", repeats=15)
   args = parser.parse_args()
-  grid = model_vs_peer.shape_grid(parser, args.shapes, args.dtypes)
+  grid = model_vs_peer.shape_grid(parser, args)
   if not model_vs_peer.import_nanodo(args.nanodo_path):
     return
   model_vs_peer.print_device()
